@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything clip-csi needs on a fresh Debian machine (run as root), then builds.
+# System packages:
+#   libfuse2, fuse       FUSE runtime that fuse-native's prebuilt binary loads, and fusermount
+#   attr                 getfattr, to read extended attributes when archiving a directory
+#   docker-registry      the CNCF distribution registry the tests and benchmarks run on loopback
+#   apache2-utils        htpasswd (bcrypt) for the registry's basic auth in tests
+#   openssl              self-signed certificates for TLS and token-auth tests
+#   zstd                 compresses zstd test layers
+#   skopeo, umoci        the "pull and unpack the whole image" baseline in benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  libfuse2 fuse attr docker-registry apache2-utils openssl zstd skopeo umoci ca-certificates >/dev/null
+npm ci --no-audit --no-fund
+npm run build

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { CLIP_VERSION, describeError, isClipError } from '../clipcore/index.js';
+import { registerCreate } from './commands/create.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerMount } from './commands/mount.js';
+
+/** Exit codes: 0 success, 1 failure, 2 usage error (as most Unix tools). */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+const program = new Command()
+  .name('clip')
+  .description('Lazily mounted OCI images and .clip archives')
+  .version(CLIP_VERSION, '-V, --version', 'print the version')
+  .option('--debug', 'print stack traces on errors')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerCreate(program);
+registerInspect(program);
+registerMount(program);
+for (const command of program.commands) command.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version also arrive here, with exit code 0.
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+  } else {
+    const debug = program.opts<{ debug?: boolean }>().debug || process.argv.includes('--debug');
+    const code = isClipError(err) ? ` [${err.code}]` : '';
+    process.stderr.write(`clip: ${describeError(err)}${code}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,150 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { InodeSpec, Xattr } from '../archive/model.js';
+import { SectionKind } from '../archive/format.js';
+import { TocBuilder } from '../archive/toc-builder.js';
+import { writeArchive } from '../archive/writer.js';
+import { ClipError } from '../errors.js';
+import { WRITER_NAME } from '../version.js';
+import { DataWriter } from './data-writer.js';
+import { splitDeviceNumber, walkTree, type WalkedEntry } from './tree-walker.js';
+import { readTreeXattrs } from './xattr-reader.js';
+
+export interface CreateArchiveOptions {
+  /** Directory to archive; symlinks inside it are stored as links, never followed. */
+  readonly inputPath: string;
+  /** Where to write the .clip file (replaced atomically). */
+  readonly outputPath: string;
+  /** Store extended attributes (needs `getfattr`). Default true. */
+  readonly xattrs?: boolean;
+  /** Size of the verified data spans. Default 256 KiB. */
+  readonly spanBytes?: number;
+  readonly onProgress?: (progress: CreateProgress) => void;
+}
+
+export interface CreateProgress {
+  readonly entries: number;
+  readonly bytesRead: number;
+}
+
+export interface CreateArchiveResult {
+  readonly outputPath: string;
+  readonly entries: number;
+  readonly archiveBytes: number;
+  /** Bytes of file content stored once each. */
+  readonly dataBytes: number;
+}
+
+export const DEFAULT_LOCAL_SPAN_BYTES = 256 * 1024;
+/** Files up to this size are read once into memory; larger ones are streamed twice (hash, copy). */
+const BUFFERED_FILE_BYTES = 8 * 1024 * 1024;
+
+/** Archives a directory tree into a local-mode .clip file. */
+export async function createArchive(options: CreateArchiveOptions): Promise<CreateArchiveResult> {
+  const inputPath = resolve(options.inputPath);
+  const outputPath = resolve(options.outputPath);
+  const spanBytes = options.spanBytes ?? DEFAULT_LOCAL_SPAN_BYTES;
+  if (!Number.isSafeInteger(spanBytes) || spanBytes < 4096) {
+    throw new ClipError('INVALID_ARGUMENT', `spanBytes must be an integer of at least 4096, got ${spanBytes}`);
+  }
+  const inputStats = await stat(inputPath).catch((err: NodeJS.ErrnoException) => {
+    throw new ClipError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'IO', `cannot read ${inputPath}: ${err.message}`);
+  });
+  if (!inputStats.isDirectory()) throw new ClipError('INVALID_ARGUMENT', `${inputPath} is not a directory`);
+
+  const xattrs = options.xattrs === false ? new Map<string, Xattr[]>() : await readTreeXattrs(inputPath);
+  const dataPath = join(dirname(outputPath), `.${basename(outputPath)}.data-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const data = await DataWriter.create(dataPath, spanBytes).catch((err: Error) => {
+    throw new ClipError('IO', `cannot write beside ${outputPath}: ${err.message}`);
+  });
+  try {
+    const builder = new TocBuilder();
+    const firstPathOfInode = new Map<string, string>();
+    let entries = 0;
+    let bytesRead = 0;
+    for await (const entry of walkTree(inputPath)) {
+      entries++;
+      const spec = await specFor(entry, xattrs.get(entry.path) ?? [], data);
+      if (entry.type === 'file') bytesRead += spec.size;
+      if (entry.path === '') {
+        builder.setRoot(spec);
+      } else if (entry.type !== 'directory' && entry.stats.nlink > 1n) {
+        const key = `${entry.stats.dev}:${entry.stats.ino}`;
+        const first = firstPathOfInode.get(key);
+        if (first === undefined) {
+          firstPathOfInode.set(key, entry.path);
+          builder.add(entry.path, spec);
+        } else {
+          builder.addHardLink(entry.path, first);
+        }
+      } else {
+        builder.add(entry.path, spec);
+      }
+      options.onProgress?.({ entries, bytesRead });
+    }
+    const stored = await data.finish();
+    const { bytes } = await writeArchive(outputPath, {
+      meta: { writer: WRITER_NAME, storage: { mode: 'local', spanBytes, dataLength: stored.length } },
+      toc: builder.build(),
+      sections: [{ kind: SectionKind.DataSpans, compress: false, bytes: stored.spanDigests }],
+      dataFile: { path: dataPath, length: stored.length, sha256: stored.sha256 },
+    });
+    return { outputPath, entries, archiveBytes: bytes, dataBytes: stored.length };
+  } catch (err) {
+    await data.abandon();
+    if (err instanceof ClipError) throw err;
+    throw new ClipError('IO', `cannot archive ${inputPath}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    await unlink(dataPath).catch(() => undefined);
+  }
+}
+
+async function specFor(entry: WalkedEntry, xattrs: Xattr[], data: DataWriter): Promise<InodeSpec> {
+  const { stats } = entry;
+  const base = {
+    type: entry.type,
+    mode: Number(stats.mode & 0o7777n),
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+    mtimeNs: stats.mtimeNs,
+    xattrs,
+  };
+  switch (entry.type) {
+    case 'file': {
+      const { digest, offset, size } = await storeFile(entry.absolutePath, Number(stats.size), data);
+      return { ...base, size, sha256: digest, location: { layer: 0, offset } };
+    }
+    case 'symlink':
+      return { ...base, size: Buffer.byteLength(entry.linkTarget ?? ''), linkTarget: entry.linkTarget };
+    case 'char':
+    case 'block': {
+      const { major, minor } = splitDeviceNumber(stats.rdev);
+      return { ...base, size: 0, rdevMajor: major, rdevMinor: minor };
+    }
+    default:
+      return { ...base, size: 0 };
+  }
+}
+
+async function storeFile(path: string, expectedSize: number, data: DataWriter): Promise<{ digest: Buffer; offset: number; size: number }> {
+  if (expectedSize <= BUFFERED_FILE_BYTES) {
+    const content = await readFile(path);
+    const digest = createHash('sha256').update(content).digest();
+    const offset = data.offsetOf(digest) ?? (await data.append(digest, [content]));
+    return { digest, offset, size: content.length };
+  }
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  const digest = hash.digest();
+  let offset = data.offsetOf(digest);
+  if (offset === undefined) {
+    offset = await data.append(digest, createReadStream(path, { highWaterMark: 1024 * 1024, end: size - 1 }) as AsyncIterable<Buffer>);
+  }
+  return { digest, offset, size };
+}

@@ -1,0 +1,12 @@
+// The public API of clipcore, named after the original Go library's functions.
+export { createArchive, type CreateArchiveOptions, type CreateArchiveResult, type CreateProgress } from './create/create-archive.js';
+export { mountArchive, type MountArchiveOptions, type MountHandle, type MountServerError } from './fuse/mount.js';
+export { ArchiveReader, type OpenArchiveOptions } from './read/archive-reader.js';
+export { ArchiveIndex } from './archive/archive-index.js';
+export { SectionKind, FORMAT_VERSION } from './archive/format.js';
+export type { ArchiveMeta, Storage, LocalStorage, S3Storage, OciStorage } from './archive/meta.js';
+export type { DirEntry, EntryType, Inode, InodeIndex, StorageMode, Toc, Xattr } from './archive/model.js';
+export type { ByteSource } from './source/byte-source.js';
+export { FileByteSource } from './source/file-source.js';
+export { ArchiveFormatError, ClipError, type ClipErrorCode, describeError, isClipError } from './errors.js';
+export { CLIP_VERSION } from './version.js';

@@ -1,0 +1,39 @@
+/**
+ * A least-recently-used map bounded by the total byte size of its values. Map iteration order
+ * is insertion order, so re-inserting on access keeps the oldest entry first.
+ */
+export class ByteLru<K> {
+  private readonly items = new Map<K, Buffer>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: K): Buffer | undefined {
+    const value = this.items.get(key);
+    if (value !== undefined) {
+      this.items.delete(key);
+      this.items.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: K, value: Buffer): void {
+    if (value.length > this.maxBytes) return;
+    const previous = this.items.get(key);
+    if (previous !== undefined) {
+      this.items.delete(key);
+      this.bytes -= previous.length;
+    }
+    this.items.set(key, value);
+    this.bytes += value.length;
+    for (const [oldest, oldValue] of this.items) {
+      if (this.bytes <= this.maxBytes) break;
+      this.items.delete(oldest);
+      this.bytes -= oldValue.length;
+    }
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+}
