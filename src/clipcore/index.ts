@@ -8,5 +8,6 @@ export type { ArchiveMeta, Storage, LocalStorage, S3Storage, OciStorage } from '
 export type { DirEntry, EntryType, Inode, InodeIndex, StorageMode, Toc, Xattr } from './archive/model.js';
 export type { ByteSource } from './source/byte-source.js';
 export { FileByteSource } from './source/file-source.js';
+export { BufferByteSource } from './source/buffer-source.js';
 export { ArchiveFormatError, ClipError, type ClipErrorCode, describeError, isClipError } from './errors.js';
 export { CLIP_VERSION } from './version.js';

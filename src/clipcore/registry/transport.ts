@@ -1,0 +1,106 @@
+/**
+ * One HTTP exchange over node:http/https with keep-alive agents. Node's own https is used (not fetch)
+ * because the client needs extra CA certificates, manual redirects and streaming bodies.
+ * The timeout is an inactivity timeout: it covers waiting for headers and every pause in the body.
+ */
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { ClipError } from '../errors.js';
+import { RequestTimeoutError } from './net-errors.js';
+
+export interface OutgoingRequest {
+  method: string;
+  url: URL;
+  headers: Record<string, string>;
+  body?: Buffer;
+  timeoutMs: number;
+}
+
+export interface IncomingResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+  /** The URL that produced this response (after redirects). */
+  url: URL;
+}
+
+export interface TransportOptions {
+  caCertificates?: readonly (string | Buffer)[];
+  userAgent: string;
+  maxSockets?: number;
+}
+
+export class Transport {
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+  private readonly userAgent: string;
+
+  constructor(options: TransportOptions) {
+    const maxSockets = options.maxSockets ?? 32;
+    this.userAgent = options.userAgent;
+    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets, scheduling: 'lifo' });
+    // `ca` replaces Node's bundled roots, so extra CAs are appended to them rather than given alone.
+    const extra = options.caCertificates ?? [];
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      maxSockets,
+      scheduling: 'lifo',
+      ...(extra.length > 0 && { ca: [...rootCertificates, ...extra] }),
+    });
+  }
+
+  send(req: OutgoingRequest): Promise<IncomingResponse> {
+    const isHttps = req.url.protocol === 'https:';
+    if (!isHttps && req.url.protocol !== 'http:') {
+      return Promise.reject(new ClipError('INVALID_ARGUMENT', `unsupported URL scheme ${req.url.protocol}`));
+    }
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
+    if (req.body !== undefined) headers['content-length'] = String(req.body.length);
+    const options: http.RequestOptions = {
+      method: req.method,
+      headers,
+      agent: isHttps ? this.httpsAgent : this.httpAgent,
+    };
+    return new Promise((resolve, reject) => {
+      const outgoing = (isHttps ? https : http).request(req.url, options, (res) => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url });
+      });
+      outgoing.setTimeout(req.timeoutMs, () => outgoing.destroy(new RequestTimeoutError(req.timeoutMs)));
+      outgoing.on('error', reject);
+      outgoing.end(req.body);
+    });
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
+
+/** Reads a whole body, refusing more than `limit` bytes (manifests and configs are small). */
+export async function readBody(res: IncomingResponse, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    res.body.destroy();
+    throw new ClipError('INVALID_ARGUMENT', `${what} is ${declared} bytes, more than the ${limit} allowed`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    const buf = chunk as Buffer;
+    total += buf.length;
+    if (total > limit) {
+      res.body.destroy();
+      throw new ClipError('INVALID_ARGUMENT', `${what} is more than the ${limit} bytes allowed`);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Discards a body so its socket can return to the keep-alive pool. */
+export function discard(res: IncomingResponse): void {
+  res.body.resume();
+  res.body.on('error', () => undefined);
+}

@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** dist/src/cli/main.js, the built `clip` command. */
+export const CLIP_BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const SNAPSHOT_BIN = fileURLToPath(new URL('./snapshot-tree.js', import.meta.url));
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command asynchronously (never blocking: tests may serve FUSE mounts in-process). */
+export function run(command: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+export function runClip(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<RunResult> {
+  return run(process.execPath, [CLIP_BIN, ...args], options);
+}
+
+/** Starts `clip mount` in the background and resolves once it reports the mount is up. */
+export function startClipMount(archive: string, mountPoint: string): Promise<{ child: ChildProcess; stop: () => Promise<RunResult> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stderr: Buffer[] = [];
+    const stdout: Buffer[] = [];
+    let started = false;
+    const finished = new Promise<RunResult>((done) => {
+      child.on('close', (code, signal) => done({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() }));
+    });
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr.push(chunk);
+      if (!started && Buffer.concat(stderr).toString().includes('"msg":"mounted"')) {
+        started = true;
+        resolve({
+          child,
+          stop: async () => {
+            child.kill('SIGTERM');
+            return finished;
+          },
+        });
+      }
+    });
+    void finished.then((result) => {
+      if (!started) reject(new Error(`clip mount exited early (${result.code}): ${result.stderr}`));
+    });
+  });
+}
