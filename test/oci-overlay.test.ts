@@ -37,8 +37,12 @@ describe('OCI overlay merge', () => {
     const later = file('d/new');
     const toc = mergeLayers([
       [keep, file('gone'), dir('d'), file('d/x'), dir('d/sub'), file('d/sub/y'), dir('other'), file('other/z'), file('x'), file('y')],
-      // The whiteout of x/y sits in the same layer as a new x/y: only the lower ones go.
-      [whiteout('gone'), whiteout('d'), whiteout('nonexistent'), whiteout('other/z'), sameLayerA, whiteout('x'), whiteout('y'), sameLayerB],
+      // The whiteout of x/y sits in the same layer as a new x/y: only the lower ones go. Whiteouts
+      // of things that don't exist (even under a file, keep/...) change nothing.
+      [
+        whiteout('gone'), whiteout('d'), whiteout('nonexistent'), whiteout('ghost/dir/x'), whiteout('keep/x'), whiteout('other/z'),
+        sameLayerA, whiteout('x'), whiteout('y'), sameLayerB,
+      ],
       [dir('d', { mode: 0o711 }), later],
     ]);
     assertTree(toc, {

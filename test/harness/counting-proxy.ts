@@ -97,7 +97,10 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     stats.requests++;
     stats.log.push(info);
     const fault = takeFault(info);
-    if (fault?.kind === 'delay') await delay(fault.ms);
+    if (fault?.kind === 'delay') {
+      await delay(fault.ms);
+      if (req.socket.destroyed) return; // the client gave up meanwhile
+    }
     if (fault?.kind === 'drop') {
       req.socket.destroy();
       return;

@@ -17,6 +17,8 @@ import { compareNames, splitPath } from './toc-builder.js';
 
 /** No section inflates beyond this: a damaged length field must not allocate gigabytes. */
 const MAX_SECTION_RAW_BYTES = 1024 * 1024 * 1024;
+/** Metadata sections are fetched together when they span at most this much. */
+const MAX_PREFETCH_BYTES = 256 * 1024 * 1024;
 
 /**
  * An opened archive's header, metadata and table of contents, with path lookups. Opening costs
@@ -28,7 +30,7 @@ export class ArchiveIndex {
     readonly header: Header,
     readonly meta: ArchiveMeta,
     readonly toc: Toc,
-    private readonly head: Buffer,
+    private readonly prefetched: readonly Prefetched[],
   ) {}
 
   static async open(source: ByteSource): Promise<ArchiveIndex> {
@@ -40,9 +42,17 @@ export class ArchiveIndex {
       header = decodeHeader(head, size, source.description);
       if ('needBytes' in header) throw new ArchiveFormatError('TRUNCATED', `${source.description}: header is incomplete`);
     }
-    const meta = decodeMeta(await readSection(source, header, head, SectionKind.Meta));
-    const toc = decodeToc(await readSection(source, header, head, SectionKind.Toc));
-    return new ArchiveIndex(source, header, meta, toc, head);
+    const prefetched: Prefetched[] = [{ offset: 0, bytes: head }];
+    // The metadata sections are contiguous (see writer.ts): fetch them all in one more read.
+    const small = header.sections.filter((section) => section.kind !== SectionKind.Data && section.kind !== SectionKind.Windows);
+    const start = Math.min(...small.map((section) => section.offset));
+    const end = Math.max(...small.map((section) => section.offset + section.length));
+    if (small.length > 0 && end > head.length && end - start <= MAX_PREFETCH_BYTES) {
+      prefetched.push({ offset: start, bytes: await source.read(start, end - start) });
+    }
+    const meta = decodeMeta(await readSection(source, header, prefetched, SectionKind.Meta));
+    const toc = decodeToc(await readSection(source, header, prefetched, SectionKind.Toc));
+    return new ArchiveIndex(source, header, meta, toc, prefetched);
   }
 
   section(kind: SectionKind): SectionEntry | undefined {
@@ -51,7 +61,7 @@ export class ArchiveIndex {
 
   /** Reads, verifies and decompresses a whole section. */
   readSection(kind: SectionKind): Promise<Buffer> {
-    return readSection(this.source, this.header, this.head, kind);
+    return readSection(this.source, this.header, this.prefetched, kind);
   }
 
   inode(index: InodeIndex): Inode {
@@ -117,13 +127,19 @@ export class ArchiveIndex {
   }
 }
 
-/** Reads, verifies and decompresses a whole section, from `head` when it already holds it. */
-async function readSection(source: ByteSource, header: Header, head: Buffer, kind: SectionKind): Promise<Buffer> {
+interface Prefetched {
+  readonly offset: number;
+  readonly bytes: Buffer;
+}
+
+/** Reads, verifies and decompresses a whole section, from prefetched bytes when they hold it. */
+async function readSection(source: ByteSource, header: Header, prefetched: readonly Prefetched[], kind: SectionKind): Promise<Buffer> {
   const section = header.sections.find((entry) => entry.kind === kind);
   if (!section) throw new ArchiveFormatError('CORRUPT', `${source.description}: the ${SectionKind[kind]} section is missing`);
   const end = section.offset + section.length;
-  const stored = end <= head.length
-    ? head.subarray(section.offset, end)
+  const holder = prefetched.find((block) => section.offset >= block.offset && end <= block.offset + block.bytes.length);
+  const stored = holder
+    ? holder.bytes.subarray(section.offset - holder.offset, end - holder.offset)
     : await source.read(section.offset, section.length);
   if (stored.length !== section.length) {
     throw new ArchiveFormatError('TRUNCATED', `${source.description}: the ${SectionKind[kind]} section is cut short`);

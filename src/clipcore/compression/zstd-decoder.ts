@@ -187,7 +187,8 @@ export class ZstdDecoder {
       this.frameOut = 0;
       this.phase = Phase.FrameHeader;
       this.accNeed = 5;
-      this.forward(this.acc, 0, 4);
+      // A copy: fzstd may hold on to what it is given, and acc is reused.
+      this.forward(this.acc.slice(0, 4), 0, 4);
     } else if (((magic & SKIPPABLE_MAGIC_MASK) >>> 0) === SKIPPABLE_MAGIC) {
       this.phase = Phase.SkippableHeader;
       this.accNeed = 8;

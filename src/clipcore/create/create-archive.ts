@@ -1,11 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { InodeSpec, Xattr } from '../archive/model.js';
 import { SectionKind } from '../archive/format.js';
 import { TocBuilder } from '../archive/toc-builder.js';
-import { writeArchive } from '../archive/writer.js';
+import { ArchiveFileWriter } from '../archive/writer.js';
 import { ClipError } from '../errors.js';
 import { WRITER_NAME } from '../version.js';
 import { DataWriter } from './data-writer.js';
@@ -55,10 +55,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Crea
   if (!inputStats.isDirectory()) throw new ClipError('INVALID_ARGUMENT', `${inputPath} is not a directory`);
 
   const xattrs = options.xattrs === false ? new Map<string, Xattr[]>() : await readTreeXattrs(inputPath);
-  const dataPath = join(dirname(outputPath), `.${basename(outputPath)}.data-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const data = await DataWriter.create(dataPath, spanBytes).catch((err: Error) => {
-    throw new ClipError('IO', `cannot write beside ${outputPath}: ${err.message}`);
-  });
+  // Sections: data, meta, toc, data span digests.
+  const archive = await ArchiveFileWriter.create(outputPath, 4);
+  const data = new DataWriter((chunk) => archive.writeData(chunk), spanBytes);
   try {
     const builder = new TocBuilder();
     const firstPathOfInode = new Map<string, string>();
@@ -84,20 +83,17 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Crea
       }
       options.onProgress?.({ entries, bytesRead });
     }
-    const stored = await data.finish();
-    const { bytes } = await writeArchive(outputPath, {
+    const stored = data.finish();
+    const { bytes } = await archive.finish({
       meta: { writer: WRITER_NAME, storage: { mode: 'local', spanBytes, dataLength: stored.length } },
       toc: builder.build(),
       sections: [{ kind: SectionKind.DataSpans, compress: false, bytes: stored.spanDigests }],
-      dataFile: { path: dataPath, length: stored.length, sha256: stored.sha256 },
-    });
+    }, stored.sha256);
     return { outputPath, entries, archiveBytes: bytes, dataBytes: stored.length };
   } catch (err) {
-    await data.abandon();
+    await archive.abort();
     if (err instanceof ClipError) throw err;
     throw new ClipError('IO', `cannot archive ${inputPath}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    await unlink(dataPath).catch(() => undefined);
   }
 }
 

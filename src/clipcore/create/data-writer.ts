@@ -1,5 +1,4 @@
 import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * Appends file contents to a data blob, storing each distinct content once, and computes the
@@ -13,15 +12,10 @@ export class DataWriter {
   private spanFill = 0;
   private readonly whole = createHash('sha256');
 
-  private constructor(
-    private readonly file: FileHandle,
-    readonly path: string,
+  constructor(
+    private readonly sink: (chunk: Buffer) => Promise<void>,
     private readonly spanBytes: number,
   ) {}
-
-  static async create(path: string, spanBytes: number): Promise<DataWriter> {
-    return new DataWriter(await open(path, 'wx'), path, spanBytes);
-  }
 
   /** The blob offset of content with this digest, if already stored. */
   offsetOf(digest: Buffer): number | undefined {
@@ -32,7 +26,7 @@ export class DataWriter {
   async append(digest: Buffer, chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<number> {
     const offset = this.length;
     for await (const chunk of chunks) {
-      await this.file.write(chunk, 0, chunk.length, this.length);
+      await this.sink(chunk);
       this.length += chunk.length;
       this.whole.update(chunk);
       this.hashSpans(chunk);
@@ -58,13 +52,8 @@ export class DataWriter {
     this.spanFill = 0;
   }
 
-  async finish(): Promise<{ length: number; sha256: Buffer; spanDigests: Buffer }> {
+  finish(): { length: number; sha256: Buffer; spanDigests: Buffer } {
     if (this.spanFill > 0) this.closeSpan();
-    await this.file.close();
     return { length: this.length, sha256: this.whole.digest(), spanDigests: Buffer.concat(this.spanDigests) };
-  }
-
-  async abandon(): Promise<void> {
-    await this.file.close().catch(() => undefined);
   }
 }

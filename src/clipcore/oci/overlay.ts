@@ -34,10 +34,15 @@ export class OverlayMerger {
         case 'none':
           kept.push(entry);
           break;
-        case 'remove':
-          ensureDir(this.root, parentParts(entry.path)).children.delete(whiteout.name);
+        case 'remove': {
+          // Pure removal: a whiteout under a path that isn't a lower directory has nothing to hide,
+          // and must not turn a lower file into a directory.
+          const parent = lookup(this.root, parentParts(entry.path));
+          if (parent?.kind === 'dir') parent.children.delete(whiteout.name);
           break;
+        }
         case 'opaque':
+          // The marker says this layer has the directory; create it if no layer listed it yet.
           ensureDir(this.root, parentParts(entry.path)).children.clear();
           break;
         case 'ignore':

@@ -1,4 +1,8 @@
+import type { Xattr } from '../archive/model.js';
+import { compareNames } from '../archive/toc-builder.js';
 import { TarSyntaxError } from './tar-syntax-error.js';
+
+const XATTR_PREFIX = 'SCHILY.xattr.';
 
 /** PAX records by keyword. Values stay raw bytes: xattr values are binary, not text. */
 export type PaxRecords = Map<string, Buffer>;
@@ -42,4 +46,42 @@ export function parsePaxTime(text: string): bigint | null {
   const [, sign, whole, fraction = ''] = match;
   const ns = BigInt(whole) * 1_000_000_000n + BigInt(fraction.slice(0, 9).padEnd(9, '0'));
   return sign === '-' ? -ns : ns;
+}
+
+export function rejectSparse(pax: PaxRecords): void {
+  for (const key of pax.keys()) {
+    if (key.startsWith('GNU.sparse.')) throw new TarSyntaxError('PAX sparse files are not supported');
+  }
+}
+
+export function paxString(pax: PaxRecords | null, key: string): string | undefined {
+  const value = pax?.get(key);
+  // An empty value unsets the keyword (it overrides a global record back to the header field).
+  return value === undefined || value.length === 0 ? undefined : value.toString('utf8');
+}
+
+export function paxNumber(pax: PaxRecords | null, key: string): number | undefined {
+  const text = paxString(pax, key);
+  if (text === undefined) return undefined;
+  const value = parseDecimal(text);
+  if (value === null) throw new TarSyntaxError(`PAX ${key} is not a number: ${JSON.stringify(text)}`);
+  return value;
+}
+
+export function paxTime(pax: PaxRecords | null): bigint | undefined {
+  const text = paxString(pax, 'mtime');
+  if (text === undefined) return undefined;
+  const value = parsePaxTime(text);
+  if (value === null) throw new TarSyntaxError(`PAX mtime is not a time: ${JSON.stringify(text)}`);
+  return value;
+}
+
+export function collectXattrs(pax: PaxRecords): Xattr[] {
+  const xattrs: Xattr[] = [];
+  for (const [key, value] of pax) {
+    if (!key.startsWith(XATTR_PREFIX) || key.length === XATTR_PREFIX.length) continue;
+    // Copied so entries don't pin (or share) the extended header's buffer.
+    xattrs.push({ name: key.slice(XATTR_PREFIX.length), value: Buffer.from(value) });
+  }
+  return xattrs.length > 1 ? xattrs.sort((a, b) => compareNames(a.name, b.name)) : xattrs;
 }

@@ -1,9 +1,8 @@
-import { createHash, type Hash } from 'node:crypto';
-import { compareNames } from '../archive/toc-builder.js';
-import type { Xattr } from '../archive/model.js';
+import * as crypto from 'node:crypto';
 import { ClipError } from '../errors.js';
 import type { LayerEntry, LayerEntryType } from './layer-entry.js';
-import { parseDecimal, parsePaxRecords, parsePaxTime, type PaxRecords } from './pax.js';
+import { collectXattrs, paxNumber, paxString, paxTime, parsePaxRecords, rejectSparse, type PaxRecords } from './pax.js';
+import { entryKind } from './tar-entry-kind.js';
 import { BLOCK_SIZE, decodeHeader, TYPE, type TarHeader } from './tar-header.js';
 import { normalizeLayerPath } from './tar-path.js';
 import { TarSyntaxError } from './tar-syntax-error.js';
@@ -25,16 +24,22 @@ export type ByteChunks = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 /** Extended headers (PAX with big xattrs, GNU long names) larger than this are taken as damage. */
 const MAX_EXTENDED_HEADER = 16 * 1024 * 1024;
-const EMPTY_SHA256 = createHash('sha256').digest();
-const XATTR_PREFIX = 'SCHILY.xattr.';
+const EMPTY_SHA256 = crypto.createHash('sha256').digest();
+/**
+ * One-shot hashing (Node >= 20.12) costs about half of a Hash object, which matters for layers
+ * of many small files; most of those sit whole inside one chunk.
+ */
+const hashOnce: ((data: Buffer) => Buffer) | null =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'buffer') : null;
 
-type EntryFields = Omit<LayerEntry, 'sha256'>;
+/** An entry under construction; `sha256` is filled in once the content has been read. */
+type MutableEntry = { -readonly [K in keyof LayerEntry]: LayerEntry[K] };
 
 type State =
   | { readonly kind: 'header' }
   /** One zero block seen: a second one (or the end of the stream) must follow. */
   | { readonly kind: 'afterZero' }
-  | { readonly kind: 'data'; readonly entry: EntryFields; readonly hash: Hash; remaining: number }
+  | { readonly kind: 'data'; readonly entry: MutableEntry; hash: crypto.Hash | null; remaining: number }
   | { readonly kind: 'extended'; readonly typeflag: number; readonly data: Buffer; fill: number }
   | { readonly kind: 'end' };
 
@@ -65,6 +70,7 @@ export class TarEntryParser {
   private longName: string | null = null;
   private longLink: string | null = null;
   private sawHeader = false;
+  /** The start of the first block, to tell a compressed blob from a tar in error messages. */
   private firstBytes: Buffer | null = null;
   private failure: ClipError | null = null;
 
@@ -79,7 +85,6 @@ export class TarEntryParser {
       throw new ClipError('INVALID_ARGUMENT', `layer ${this.layer}: tar input chunks must be bytes, got ${typeof chunk}`);
     }
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (this.firstBytes === null && buf.length > 0) this.firstBytes = Buffer.from(buf.subarray(0, 4));
     try {
       this.consume(buf);
     } catch (err) {
@@ -121,13 +126,20 @@ export class TarEntryParser {
       switch (state.kind) {
         case 'data': {
           const take = Math.min(state.remaining, n - i);
-          state.hash.update(buf.subarray(i, i + take));
+          const piece = buf.subarray(i, i + take);
           i += take;
           state.remaining -= take;
+          if (state.remaining === 0 && state.hash === null && hashOnce !== null) {
+            state.entry.sha256 = hashOnce(piece);
+          } else {
+            state.hash ??= crypto.createHash('sha256');
+            state.hash.update(piece);
+            if (state.remaining === 0) state.entry.sha256 = state.hash.digest();
+          }
           if (state.remaining === 0) {
             this.state = HEADER;
             this.skip = padding(state.entry.size);
-            this.onEntry({ ...state.entry, sha256: state.hash.digest() });
+            this.onEntry(state.entry);
           }
           break;
         }
@@ -166,6 +178,7 @@ export class TarEntryParser {
   }
 
   private onBlock(block: Buffer): void {
+    if (!this.sawHeader && this.firstBytes === null) this.firstBytes = Buffer.from(block.subarray(0, 4));
     const header = decodeHeader(block);
     if (header === null) {
       if (this.state.kind === 'afterZero') {
@@ -245,7 +258,7 @@ export class TarEntryParser {
     // a GNU dumpdir lists its directory in data nobody needs.
     if (kind === 'dumpdir') this.skip = size + padding(size);
     const type: LayerEntryType = kind === 'dumpdir' ? 'directory' : kind;
-    const entry: { -readonly [K in keyof EntryFields]: EntryFields[K] } = {
+    const entry: MutableEntry = {
       path,
       type,
       mode: header.mode & 0o7777,
@@ -260,9 +273,10 @@ export class TarEntryParser {
       case 'file':
         entry.dataOffset = this.blockOffset + BLOCK_SIZE;
         if (size === 0) {
-          this.onEntry({ ...entry, sha256: Buffer.from(EMPTY_SHA256) });
+          entry.sha256 = Buffer.from(EMPTY_SHA256);
+          this.onEntry(entry);
         } else {
-          this.state = { kind: 'data', entry, hash: createHash('sha256'), remaining: size };
+          this.state = { kind: 'data', entry, hash: null, remaining: size };
         }
         return;
       case 'hardlink':
@@ -300,7 +314,7 @@ export class TarEntryParser {
     if (err instanceof TarSyntaxError) {
       const code = this.sawHeader ? 'CORRUPT' : 'NOT_A_TAR';
       let message = `layer ${this.layer}: ${err.message} (header at offset ${this.blockOffset})`;
-      if (!this.sawHeader) message = `layer ${this.layer}: not a tar stream${compressionHint(this.firstBytes)}: ${err.message}`;
+      if (!this.sawHeader) message = `layer ${this.layer}: not a tar stream${compressionHint(this.firstBytes ?? this.headerBuf)}: ${err.message}`;
       this.failure = new ClipError(code, message, { cause: err });
       return this.failure;
     }
@@ -334,82 +348,11 @@ export async function collectLayerEntries(source: ByteChunks, options: TarParser
   return entries;
 }
 
-type EntryKind = LayerEntryType | 'dumpdir' | 'skip';
-
-function entryKind(typeflag: number, rawPath: string): EntryKind {
-  switch (typeflag) {
-    case TYPE.OLD_FILE:
-      // Pre-POSIX tars mark directories only by the trailing slash.
-      return rawPath.endsWith('/') ? 'directory' : 'file';
-    case TYPE.FILE:
-    case TYPE.CONTIGUOUS:
-      return 'file';
-    case TYPE.HARDLINK:
-      return 'hardlink';
-    case TYPE.SYMLINK:
-      return 'symlink';
-    case TYPE.CHAR:
-      return 'char';
-    case TYPE.BLOCK:
-      return 'block';
-    case TYPE.DIRECTORY:
-      return 'directory';
-    case TYPE.FIFO:
-      return 'fifo';
-    case TYPE.GNU_DUMPDIR:
-      return 'dumpdir';
-    case TYPE.GNU_VOLUME:
-      return 'skip';
-    default:
-      // Sparse ('S'), multi-volume ('M') and vendor types can't be served as one byte range;
-      // containerd refuses unknown types as well, so an image that unpacks there parses here.
-      throw new TarSyntaxError(`unsupported entry type ${JSON.stringify(String.fromCharCode(typeflag))} for ${JSON.stringify(rawPath)}`);
-  }
-}
-
-function rejectSparse(pax: PaxRecords): void {
-  for (const key of pax.keys()) {
-    if (key.startsWith('GNU.sparse.')) throw new TarSyntaxError('PAX sparse files are not supported');
-  }
-}
-
 function normalizeEntryPath(raw: string, what: string): string {
   if (raw.includes('\0')) throw new TarSyntaxError(`${what} ${JSON.stringify(raw)} contains a NUL byte`);
   const path = normalizeLayerPath(raw);
   if (path === null) throw new TarSyntaxError(`${what} ${JSON.stringify(raw)} escapes the layer root`);
   return path;
-}
-
-function paxString(pax: PaxRecords | null, key: string): string | undefined {
-  const value = pax?.get(key);
-  // An empty value unsets the keyword (it overrides a global record back to the header field).
-  return value === undefined || value.length === 0 ? undefined : value.toString('utf8');
-}
-
-function paxNumber(pax: PaxRecords | null, key: string): number | undefined {
-  const text = paxString(pax, key);
-  if (text === undefined) return undefined;
-  const value = parseDecimal(text);
-  if (value === null) throw new TarSyntaxError(`PAX ${key} is not a number: ${JSON.stringify(text)}`);
-  return value;
-}
-
-function paxTime(pax: PaxRecords | null): bigint | undefined {
-  const text = paxString(pax, 'mtime');
-  if (text === undefined) return undefined;
-  const value = parsePaxTime(text);
-  if (value === null) throw new TarSyntaxError(`PAX mtime is not a time: ${JSON.stringify(text)}`);
-  return value;
-}
-
-function collectXattrs(pax: PaxRecords): Xattr[] {
-  const xattrs: Xattr[] = [];
-  for (const [key, value] of pax) {
-    if (!key.startsWith(XATTR_PREFIX) || key.length === XATTR_PREFIX.length) continue;
-    // Copied so entries don't pin (or share) the extended header's buffer.
-    xattrs.push({ name: key.slice(XATTR_PREFIX.length), value: Buffer.from(value) });
-  }
-  return xattrs.length > 1 ? xattrs.sort((a, b) => compareNames(a.name, b.name)) : xattrs;
 }
 
 function nulTerminated(data: Buffer): string {
@@ -422,8 +365,7 @@ function padding(size: number): number {
   return rest === 0 ? 0 : BLOCK_SIZE - rest;
 }
 
-function compressionHint(first: Buffer | null): string {
-  if (first === null) return '';
+function compressionHint(first: Buffer): string {
   if (first[0] === 0x1f && first[1] === 0x8b) return ' (it looks gzip-compressed)';
   if (first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd) return ' (it looks zstd-compressed)';
   return '';

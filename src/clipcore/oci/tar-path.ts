@@ -5,8 +5,12 @@
  * report that, since such an entry can never be placed inside the image).
  */
 export function normalizeLayerPath(raw: string): string | null {
-  // Fast path: most names are already clean.
+  // Fast paths: most names are clean, or clean once the `./` that `tar -C dir .` adds is gone.
   if (!needsCleaning(raw)) return raw;
+  if (raw.startsWith('./')) {
+    const rest = raw.slice(2);
+    if (!needsCleaning(rest)) return rest;
+  }
   const parts: string[] = [];
   for (const part of raw.split('/')) {
     if (part === '' || part === '.') continue;
