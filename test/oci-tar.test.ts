@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir, writeFile, symlink, link, chmod, lstat, readlink, rm } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -194,10 +194,7 @@ describe('tar layer parser: archives from GNU tar', () => {
       if (stat.isDirectory()) assert.equal(entry.type, 'directory', entry.path);
       else if (stat.isSymbolicLink()) assert.deepEqual([entry.type, entry.linkTarget], ['symlink', await readlink(full)]);
       else if (stat.isFIFO()) assert.equal(entry.type, 'fifo', entry.path);
-      else {
-        const { readFile } = await import('node:fs/promises');
-        assertContent(tar, entry, await readFile(full));
-      }
+      else assertContent(tar, entry, await readFile(full));
     }
   }
 

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { CLIP_VERSION, describeError, isClipError } from '../clipcore/index.js';
 import { registerCreate } from './commands/create.js';
+import { registerIndex } from './commands/index-image.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerMount } from './commands/mount.js';
 
@@ -18,6 +19,7 @@ const program = new Command()
   .exitOverride();
 
 registerCreate(program);
+registerIndex(program);
 registerInspect(program);
 registerMount(program);
 for (const command of program.commands) command.exitOverride();

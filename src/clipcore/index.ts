@@ -11,3 +11,11 @@ export { FileByteSource } from './source/file-source.js';
 export { BufferByteSource } from './source/buffer-source.js';
 export { ArchiveFormatError, ClipError, type ClipErrorCode, describeError, isClipError } from './errors.js';
 export { CLIP_VERSION } from './version.js';
+export {
+  createFromOCIImage,
+  type CreateFromOCIImageOptions,
+  type CreateFromOCIImageResult,
+  type IndexProgress,
+} from './image/create-from-oci.js';
+export type { ImageMeta, LayerMeta, ImageConfigMeta } from './image/image-meta.js';
+export * from './registry/index.js';

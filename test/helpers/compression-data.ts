@@ -43,7 +43,7 @@ function text(n: number, next: () => number): Buffer {
  * `size` bytes mixing random, text-like, zero-run and repeated-pattern segments: deflate
  * produces stored, fixed and dynamic blocks of very different sizes from it.
  */
-export function mixedData(size: number, seed: number): Buffer {
+export function mixedData(size: number, seed: number, randomShare = 0.3): Buffer {
   const next = rng(seed);
   const corpus = text(256 * 1024, next);
   const random = randomBytes(Math.min(size, 8 * 1024 * 1024), seed);
@@ -52,10 +52,11 @@ export function mixedData(size: number, seed: number): Buffer {
   while (pos < size) {
     const n = Math.min(size - pos, randomInt(next, 1, 512 * 1024));
     const kind = next();
-    if (kind < 0.3) {
+    if (kind < randomShare) {
       const at = randomInt(next, 0, random.length - n + 1);
       random.copy(out, pos, Math.max(0, at), Math.max(0, at) + n);
     } else if (kind < 0.75) {
+      // text-like
       for (let done = 0; done < n; ) {
         const at = randomInt(next, 0, corpus.length);
         done += corpus.copy(out, pos + done, at, Math.min(corpus.length, at + n - done));

@@ -1,16 +1,19 @@
 import type { Command } from 'commander';
 import { mountArchive } from '../../clipcore/index.js';
 import { logJson } from '../log.js';
+import { addRegistryFlags, registryOptionsFrom, type RegistryFlags } from '../registry-options.js';
 
 export function registerMount(program: Command): void {
-  program
+  const command = program
     .command('mount')
     .description('mount an archive read-only with FUSE; stays in the foreground until SIGINT or SIGTERM')
     .argument('<file.clip>', 'archive to mount')
     .argument('<mountpoint>', 'directory to mount on (created if missing; a stale mount there is cleaned first)')
-    .option('--fuse-debug', 'print libfuse debug output')
-    .action(async (file: string, mountPoint: string, options: { fuseDebug?: boolean }) => {
-      const handle = await mountArchive({ archive: file, mountPoint, debug: options.fuseDebug });
+    .option('--fuse-debug', 'print libfuse debug output');
+  addRegistryFlags(command)
+    .action(async (file: string, mountPoint: string, options: RegistryFlags & { fuseDebug?: boolean }) => {
+      const registry = await registryOptionsFrom(options);
+      const handle = await mountArchive({ archive: file, mountPoint, debug: options.fuseDebug, registry });
       handle.onError(({ error, operation, path }) => logJson('error', 'read failed', { operation, path, error: error.message }));
       await handle.start();
       logJson('info', 'mounted', { archive: file, mountPoint: handle.mountPoint });

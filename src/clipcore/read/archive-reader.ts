@@ -5,9 +5,14 @@ import type { ByteSource } from '../source/byte-source.js';
 import { FileByteSource } from '../source/file-source.js';
 import type { ContentReader } from './content-reader.js';
 import { LocalContent } from './local-content.js';
+import { asImageMeta } from '../image/image-meta.js';
+import { OciContent } from '../image/oci-content.js';
+import { RegistryClient, type RegistryClientOptions } from '../registry/index.js';
 
 export interface OpenArchiveOptions {
-  /** Supplies the content reader for storage modes other than `local` (oci, s3). */
+  /** oci mode: how to reach the image's registry (credentials, CA certificates, insecure hosts). */
+  readonly registry?: RegistryClientOptions;
+  /** Replaces the built-in content reader of non-local modes (tests, custom origins). */
   readonly contentReaderFactory?: (index: ArchiveIndex) => Promise<ContentReader>;
 }
 
@@ -29,6 +34,7 @@ export class ArchiveReader {
       let content: ContentReader;
       if (storage.mode === 'local') content = await LocalContent.open(index, storage);
       else if (options.contentReaderFactory) content = await options.contentReaderFactory(index);
+      else if (storage.mode === 'oci') content = await openRegistryContent(index, options.registry ?? {});
       else throw new ClipError('INVALID_ARGUMENT', `${byteSource.description}: reading ${storage.mode} archives needs a content reader for that mode`);
       return new ArchiveReader(index, content);
     } catch (err) {
@@ -72,5 +78,22 @@ export class ArchiveReader {
   async close(): Promise<void> {
     await this.content.close();
     await this.index.source.close();
+  }
+}
+
+/** oci mode: file bytes are fetched from the image's layer blobs with HTTP range requests. */
+async function openRegistryContent(index: ArchiveIndex, registry: RegistryClientOptions): Promise<ContentReader> {
+  const image = asImageMeta(index.meta.image);
+  const repository = { registry: image.registry, repository: image.repository };
+  const client = new RegistryClient(registry);
+  try {
+    const content = await OciContent.open(index, (digest, start, end) => client.fetchBlobRange(repository, digest, start, end));
+    return {
+      read: (inode, offset, length) => content.read(inode, offset, length),
+      close: async () => client.close(),
+    };
+  } catch (err) {
+    client.close();
+    throw err;
   }
 }

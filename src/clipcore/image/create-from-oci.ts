@@ -1,0 +1,176 @@
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { SectionKind } from '../archive/format.js';
+import { writeArchive } from '../archive/writer.js';
+import { checkSpanBytes, layerCompressionForMediaType, MiB } from '../compression/index.js';
+import { ClipError } from '../errors.js';
+import { mergeLayers } from '../oci/overlay.js';
+import {
+  formatPlatform,
+  hostPlatform,
+  RegistryClient,
+  type Platform,
+  type RegistryClientOptions,
+} from '../registry/index.js';
+import { WRITER_NAME } from '../version.js';
+import type { ImageMeta, LayerMeta } from './image-meta.js';
+import type { LayerJob } from './index-layer.js';
+import { encodeLayerIndexes } from './layer-index-codec.js';
+import { indexLayersInParallel } from './layer-pool.js';
+
+export interface CreateFromOCIImageOptions {
+  /** `alpine`, `host:port/repo:tag`, `repo@sha256:...`. */
+  readonly imageRef: string;
+  readonly outputPath: string;
+  /** Uncompressed distance between gzip checkpoints, 1–16. Default 2. */
+  readonly checkpointMiB?: number;
+  /** Platform to pick from a multi-platform index: `os/arch[/variant]` or an object. Default: this host's. */
+  readonly platform?: string | Platform;
+  /** Registry credentials; otherwise Docker's config.json, otherwise anonymous. */
+  readonly auth?: RegistryClientOptions['auth'];
+  /** Further registry settings: CA certificates, insecure registries, timeouts, docker config path. */
+  readonly registry?: Omit<RegistryClientOptions, 'auth'>;
+  /** Layers indexed at once, each in a worker thread. Default: one per core. */
+  readonly concurrency?: number;
+  readonly verbose?: boolean;
+  readonly onProgress?: (progress: IndexProgress) => void;
+}
+
+export interface IndexProgress {
+  readonly layersDone: number;
+  readonly layers: number;
+  readonly bytesDone: number;
+  /** Compressed size of all layers. */
+  readonly bytes: number;
+}
+
+export interface CreateFromOCIImageResult {
+  readonly outputPath: string;
+  readonly manifestDigest: string;
+  readonly platform: string;
+  readonly layers: number;
+  readonly files: number;
+  readonly entries: number;
+  /** Size of the whole .clip. */
+  readonly archiveBytes: number;
+  /** Bytes a mount needs before serving its first read (header, metadata, TOC, layer index). */
+  readonly mountBytes: number;
+  readonly compressedImageBytes: number;
+  readonly uncompressedImageBytes: number;
+  readonly seconds: number;
+}
+
+/**
+ * Indexes an OCI image into a metadata-only (oci mode) .clip: every layer is streamed once,
+ * in parallel, and its files recorded with their offsets in the uncompressed layer, along with
+ * the checkpoints that let a read start decompressing near any offset.
+ */
+export async function createFromOCIImage(options: CreateFromOCIImageOptions): Promise<CreateFromOCIImageResult> {
+  const started = Date.now();
+  const spanBytes = checkSpanBytes(Math.round((options.checkpointMiB ?? 2) * MiB));
+  const outputPath = resolve(options.outputPath);
+  await checkOutputDirectory(outputPath);
+  const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
+  const { resolved, config } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
+  const layers = resolved.manifest.layers;
+  const jobs: LayerJob[] = layers.map((layer) => ({
+    registry: registryOptions,
+    repository: { registry: resolved.registry, repository: resolved.repository },
+    digest: layer.digest,
+    compression: layerCompressionForMediaType(layer.mediaType),
+    spanBytes,
+  }));
+  const totalBytes = layers.reduce((sum, layer) => sum + layer.size, 0);
+  let bytesDone = 0;
+  let layersDone = 0;
+  const report = (): void => options.onProgress?.({ layersDone, layers: layers.length, bytesDone, bytes: totalBytes });
+  report();
+  const indexed = await indexLayersInParallel(jobs, {
+    concurrency: options.concurrency,
+    onBytes: (_layer, bytes) => {
+      bytesDone += bytes;
+      report();
+    },
+  });
+  layersDone = layers.length;
+  report();
+
+  const toc = mergeLayers(indexed.map((layer) => layer.entries));
+  const platform: Platform = resolved.platform ?? { os: config.os, architecture: config.architecture, variant: config.variant };
+  const layerMeta: LayerMeta[] = layers.map((layer, i) => ({
+    digest: layer.digest,
+    mediaType: layer.mediaType,
+    compression: jobs[i]?.compression ?? 'none',
+    size: layer.size,
+    uncompressedSize: indexed[i]?.index.uncompressedSize ?? 0,
+  }));
+  const runtime = config.config;
+  const image: ImageMeta = {
+    registry: resolved.registry,
+    repository: resolved.repository,
+    reference: options.imageRef,
+    manifestDigest: resolved.digest,
+    manifestMediaType: resolved.mediaType,
+    indexDigest: resolved.indexDigest,
+    platform,
+    layers: layerMeta,
+    config: {
+      digest: resolved.manifest.config.digest,
+      env: runtime.Env ?? [],
+      entrypoint: runtime.Entrypoint ?? [],
+      cmd: runtime.Cmd ?? [],
+      user: runtime.User ?? '',
+      workingDir: runtime.WorkingDir ?? '',
+      labels: runtime.Labels ?? {},
+    },
+  };
+  const { layerIndex, windows } = encodeLayerIndexes(indexed.map((layer) => layer.index));
+  const { bytes } = await writeArchive(outputPath, {
+    meta: { writer: WRITER_NAME, storage: { mode: 'oci' }, image },
+    toc,
+    sections: [
+      { kind: SectionKind.LayerIndex, compress: true, bytes: layerIndex },
+      { kind: SectionKind.Windows, compress: false, bytes: windows },
+    ],
+  });
+  return {
+    outputPath,
+    manifestDigest: resolved.digest,
+    platform: formatPlatform(platform),
+    layers: layers.length,
+    files: toc.inodes.filter((inode) => inode.type === 'file').length,
+    entries: toc.entries.length + 1,
+    archiveBytes: bytes,
+    mountBytes: bytes - windows.length,
+    compressedImageBytes: totalBytes,
+    uncompressedImageBytes: layerMeta.reduce((sum, layer) => sum + layer.uncompressedSize, 0),
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+async function resolveImage(registryOptions: RegistryClientOptions, imageRef: string, platform: Platform) {
+  const client = new RegistryClient(registryOptions);
+  try {
+    const resolved = await client.resolveManifest(imageRef, platform);
+    return { resolved, config: await client.getConfig(resolved) };
+  } finally {
+    client.close();
+  }
+}
+
+/** `linux/arm64/v8` → { os, architecture, variant }; undefined means this host's platform. */
+export function parsePlatform(platform: string | Platform | undefined): Platform {
+  if (platform === undefined) return hostPlatform();
+  if (typeof platform !== 'string') return platform;
+  const [os, architecture, variant, extra] = platform.split('/');
+  if (!os || !architecture || extra !== undefined) {
+    throw new ClipError('INVALID_ARGUMENT', `platform ${JSON.stringify(platform)} must look like os/arch or os/arch/variant`);
+  }
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+async function checkOutputDirectory(outputPath: string): Promise<void> {
+  const directory = resolve(outputPath, '..');
+  const stats = await stat(directory).catch(() => undefined);
+  if (!stats?.isDirectory()) throw new ClipError('INVALID_ARGUMENT', `cannot write ${outputPath}: ${directory} is not a directory`);
+}
