@@ -88,6 +88,11 @@ export class GzipDecoder {
     return this.inputBase + this.inPos;
   }
 
+  /** At a block boundary: how many high bits of the byte before `position` belong to the next block. */
+  get pendingBits(): number {
+    return this.strm.data_type & 7;
+  }
+
   /** True when no step can progress until more input is supplied. */
   get needsInput(): boolean {
     if (this.inPos < this.input.length) return false;
@@ -115,7 +120,9 @@ export class GzipDecoder {
 
   /** Supplies the next input; `offset` is the blob offset of input[0]. */
   setInput(input: Uint8Array, offset: number, pos = 0): void {
-    this.input = input;
+    // A plain Uint8Array view: pako's hot loop runs much slower on Buffers (a Uint8Array
+    // subclass) than on Uint8Arrays, and mixing the two makes it polymorphic.
+    this.input = new Uint8Array(input.buffer, input.byteOffset, input.length);
     this.inputBase = offset;
     this.inPos = pos;
   }
@@ -184,11 +191,6 @@ export class GzipDecoder {
       this.event = GzipEvent.BlockBoundary;
     }
     return produced;
-  }
-
-  /** Unused bits of the byte before `position` that belong to the next block (zran's convention). */
-  get pendingBits(): number {
-    return this.strm.data_type & 7;
   }
 
   private readTrailer(src: Uint8Array, pos: number, fromInput = true): void {

@@ -27,8 +27,10 @@ export class GzipIndexer implements LayerIndexer {
   private readonly recorder: SpanRecorder;
   private input: Uint8Array = new Uint8Array(0);
   private inputOffset = 0;
-  /** Output goes into `cur` at curPos; `prev` is the previous (full) buffer, for windows. */
-  // Plain Uint8Arrays: V8 runs pako's inner loop about twice as fast on them as on Buffers.
+  /**
+   * Output goes into `cur` at curPos and is handed out as views; `prev` is the previous (full)
+   * buffer, kept for windows. Plain Uint8Arrays, not Buffers: see GzipDecoder.setInput.
+   */
   private cur = new Uint8Array(OUTPUT_CHUNK_BYTES);
   private prev: Uint8Array | null = null;
   private curPos = 0;
@@ -129,8 +131,8 @@ export function inflateRange(cp: Checkpoint, compressed: Uint8Array, start: numb
   if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && cp.uncompressedOffset <= start && start <= end)) {
     throw new ClipError('INVALID_ARGUMENT', `bad range [${start}, ${end}) from checkpoint at ${cp.uncompressedOffset}`);
   }
-  const result = Buffer.allocUnsafe(end - start);
-  if (end === start) return result;
+  const result = new Uint8Array(end - start); // not a Buffer: see GzipDecoder.setInput
+  if (end === start) return Buffer.alloc(0);
   if (compressed.length === 0) throw new ClipError('CORRUPT', 'no compressed data for range');
   const decoder = GzipDecoder.atCheckpoint(cp, compressed[0]!);
   decoder.setInput(compressed, byteStart(cp), cp.bits > 0 ? 1 : 0);
@@ -145,5 +147,5 @@ export function inflateRange(cp: Checkpoint, compressed: Uint8Array, start: numb
     if (skip > 0) skip -= decoder.step(scratch, 0, Math.min(skip, scratch.length));
     else have += decoder.step(result, have, result.length - have);
   }
-  return result;
+  return Buffer.from(result.buffer, result.byteOffset, result.length);
 }

@@ -75,6 +75,7 @@ export function checkSpanBytes(spanBytes: number): number {
  */
 export interface LayerIndexer {
   readonly kind: LayerCompression;
+  /** The indexer may keep views of `chunk` (and hand them out): do not reuse its memory. */
   push(chunk: Uint8Array): void;
   next(): Buffer | null;
   /** Declares the end of input (after next() returned null); throws CORRUPT if the stream is incomplete. */
