@@ -12,10 +12,17 @@ export interface RunResult {
   stderr: string;
 }
 
+export interface RunOptions {
+  input?: string;
+  timeoutMs?: number;
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
 /** Runs a command asynchronously (never blocking: tests may serve FUSE mounts in-process). */
-export function run(command: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(options.env && { env: options.env }) });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
@@ -29,18 +36,30 @@ export function run(command: string, args: string[], options: { input?: string; 
       clearTimeout(timer);
       resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
     });
+    // A child that exits without reading its input makes the write fail with EPIPE: not an error here.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
 
-export function runClip(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<RunResult> {
+export function runClip(args: string[], options?: RunOptions): Promise<RunResult> {
   return run(process.execPath, [CLIP_BIN, ...args], options);
 }
 
-/** Starts `clip mount` in the background and resolves once it reports the mount is up. */
-export function startClipMount(archive: string, mountPoint: string): Promise<{ child: ChildProcess; stop: () => Promise<RunResult> }> {
+/**
+ * Starts `clip mount` in the background and resolves once it reports the mount is up. `args` are
+ * extra flags (S3 endpoint, registry options); `env` replaces the child's environment.
+ */
+export function startClipMount(
+  archive: string,
+  mountPoint: string,
+  options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ child: ChildProcess; stop: () => Promise<RunResult> }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint, ...(options.args ?? [])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.env && { env: options.env }),
+    });
     const stderr: Buffer[] = [];
     const stdout: Buffer[] = [];
     let started = false;

@@ -1,10 +1,12 @@
 import { Option, type Command } from 'commander';
-import { createFromOCIImage } from '../../clipcore/index.js';
+import { createAndUploadOCIArchive, createFromOCIImage, parseS3Url, type IndexProgress } from '../../clipcore/index.js';
 import { formatBytes, ProgressLine } from '../progress.js';
 import { addRegistryFlags, registryOptionsFrom, type RegistryFlags } from '../registry-options.js';
+import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
 
-interface IndexFlags extends RegistryFlags {
-  output: string;
+interface IndexFlags extends RegistryFlags, S3Flags {
+  output?: string;
+  upload?: string;
   platform?: string;
   checkpointMib: number;
   concurrency?: number;
@@ -15,24 +17,32 @@ export function registerIndex(program: Command): void {
     .command('index')
     .description('index an OCI image into a metadata-only .clip (storage mode oci); file bytes stay in the registry')
     .argument('<image-ref>', 'image reference: alpine, registry:port/repo:tag, repo@sha256:...')
-    .requiredOption('-o, --output <file.clip>', 'archive to write (replaced atomically; nothing is left on failure)')
+    .option('-o, --output <file.clip>', 'archive to write (replaced atomically; nothing is left on failure); optional with --upload')
+    .option('--upload <s3://bucket/key>', 'upload the .clip to this S3 object (mount it with: clip mount s3://bucket/key <dir>)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
     .addOption(new Option('--checkpoint-mib <n>', 'uncompressed MiB between gzip checkpoints, 1-16').argParser(Number).default(2))
     .addOption(new Option('--concurrency <n>', 'layers indexed at once (default: one per core)').argParser(Number));
-  addRegistryFlags(command).action(async (imageRef: string, flags: IndexFlags) => {
+  command.addHelpText('after', S3_HELP);
+  addS3Flags(addRegistryFlags(command)).action(async (imageRef: string, flags: IndexFlags) => {
+    if (flags.output === undefined && flags.upload === undefined) {
+      command.error('error: say where the .clip goes: -o <file.clip>, --upload <s3://bucket/key>, or both', { exitCode: 2 });
+    }
+    const target = flags.upload === undefined ? undefined : parseS3Url(flags.upload);
     const { auth, ...registry } = await registryOptionsFrom(flags);
     const progress = new ProgressLine();
-    const result = await createFromOCIImage({
+    const common = {
       imageRef,
-      outputPath: flags.output,
       platform: flags.platform,
       checkpointMiB: flags.checkpointMib,
       concurrency: flags.concurrency,
       auth,
       registry,
-      onProgress: ({ layersDone, layers, bytesDone, bytes }) =>
+      onProgress: ({ layersDone, layers, bytesDone, bytes }: IndexProgress) =>
         progress.update(`${formatBytes(bytesDone)} / ${formatBytes(bytes)}, layers ${layersDone}/${layers}`, bytes > 0 ? bytesDone / bytes : undefined),
-    });
+    };
+    const result = target === undefined
+      ? await createFromOCIImage({ ...common, outputPath: flags.output as string })
+      : await createAndUploadOCIArchive({ ...common, ...s3OptionsFrom(flags), ...target, outputPath: flags.output });
     progress.done();
     const share = (part: number): string => `${((100 * part) / Math.max(1, result.uncompressedImageBytes)).toFixed(3)}%`;
     process.stdout.write(
@@ -40,5 +50,6 @@ export function registerIndex(program: Command): void {
         `index ${formatBytes(result.archiveBytes)} (${share(result.archiveBytes)} of the uncompressed image; ` +
         `${formatBytes(result.mountBytes)} needed to mount, ${share(result.mountBytes)}), ${result.seconds.toFixed(1)} s\n`,
     );
+    if ('location' in result) process.stdout.write(`uploaded ${result.location}\n`);
   });
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { InodeSpec, Xattr } from '../archive/model.js';
+import type { InodeSpec, Toc, Xattr } from '../archive/model.js';
 import { SectionKind } from '../archive/format.js';
 import { TocBuilder } from '../archive/toc-builder.js';
 import { ArchiveFileWriter } from '../archive/writer.js';
@@ -43,50 +43,18 @@ const BUFFERED_FILE_BYTES = 8 * 1024 * 1024;
 
 /** Archives a directory tree into a local-mode .clip file. */
 export async function createArchive(options: CreateArchiveOptions): Promise<CreateArchiveResult> {
-  const inputPath = resolve(options.inputPath);
+  const { inputPath, spanBytes } = await checkCreateInput(options);
   const outputPath = resolve(options.outputPath);
-  const spanBytes = options.spanBytes ?? DEFAULT_LOCAL_SPAN_BYTES;
-  if (!Number.isSafeInteger(spanBytes) || spanBytes < 4096) {
-    throw new ClipError('INVALID_ARGUMENT', `spanBytes must be an integer of at least 4096, got ${spanBytes}`);
-  }
-  const inputStats = await stat(inputPath).catch((err: NodeJS.ErrnoException) => {
-    throw new ClipError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'IO', `cannot read ${inputPath}: ${err.message}`);
-  });
-  if (!inputStats.isDirectory()) throw new ClipError('INVALID_ARGUMENT', `${inputPath} is not a directory`);
-
-  const xattrs = options.xattrs === false ? new Map<string, Xattr[]>() : await readTreeXattrs(inputPath);
+  const xattrs = await readXattrsFor(inputPath, options);
   // Sections: data, meta, toc, data span digests.
   const archive = await ArchiveFileWriter.create(outputPath, 4);
   const data = new DataWriter((chunk) => archive.writeData(chunk), spanBytes);
   try {
-    const builder = new TocBuilder();
-    const firstPathOfInode = new Map<string, string>();
-    let entries = 0;
-    let bytesRead = 0;
-    for await (const entry of walkTree(inputPath)) {
-      entries++;
-      const spec = await specFor(entry, xattrs.get(entry.path) ?? [], data);
-      if (entry.type === 'file') bytesRead += spec.size;
-      if (entry.path === '') {
-        builder.setRoot(spec);
-      } else if (entry.type !== 'directory' && entry.stats.nlink > 1n) {
-        const key = `${entry.stats.dev}:${entry.stats.ino}`;
-        const first = firstPathOfInode.get(key);
-        if (first === undefined) {
-          firstPathOfInode.set(key, entry.path);
-          builder.add(entry.path, spec);
-        } else {
-          builder.addHardLink(entry.path, first);
-        }
-      } else {
-        builder.add(entry.path, spec);
-      }
-      options.onProgress?.({ entries, bytesRead });
-    }
+    const { toc, entries } = await archiveTree(inputPath, xattrs, data, options.onProgress);
     const stored = data.finish();
     const { bytes } = await archive.finish({
       meta: { writer: WRITER_NAME, storage: { mode: 'local', spanBytes, dataLength: stored.length } },
-      toc: builder.build(),
+      toc,
       sections: [{ kind: SectionKind.DataSpans, compress: false, bytes: stored.spanDigests }],
     }, stored.sha256);
     return { outputPath, entries, archiveBytes: bytes, dataBytes: stored.length };
@@ -95,6 +63,62 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Crea
     if (err instanceof ClipError) throw err;
     throw new ClipError('IO', `cannot archive ${inputPath}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Checks the input directory and span size shared by every archive writer of directory trees. */
+export async function checkCreateInput(options: { inputPath: string; spanBytes?: number }): Promise<{ inputPath: string; spanBytes: number }> {
+  const inputPath = resolve(options.inputPath);
+  const spanBytes = options.spanBytes ?? DEFAULT_LOCAL_SPAN_BYTES;
+  if (!Number.isSafeInteger(spanBytes) || spanBytes < 4096) {
+    throw new ClipError('INVALID_ARGUMENT', `spanBytes must be an integer of at least 4096, got ${spanBytes}`);
+  }
+  const inputStats = await stat(inputPath).catch((err: NodeJS.ErrnoException) => {
+    throw new ClipError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'IO', `cannot read ${inputPath}: ${err.message}`);
+  });
+  if (!inputStats.isDirectory()) throw new ClipError('INVALID_ARGUMENT', `${inputPath} is not a directory`);
+  return { inputPath, spanBytes };
+}
+
+/** The tree's extended attributes by path (none when `xattrs` is false). */
+export function readXattrsFor(inputPath: string, options: { xattrs?: boolean }): Promise<Map<string, Xattr[]>> {
+  return options.xattrs === false ? Promise.resolve(new Map<string, Xattr[]>()) : readTreeXattrs(inputPath);
+}
+
+/**
+ * Walks a tree in name order, appending each distinct file content to `data` (wherever it goes:
+ * the archive file, an S3 upload) and recording every path: the table of contents.
+ */
+export async function archiveTree(
+  inputPath: string,
+  xattrs: ReadonlyMap<string, Xattr[]>,
+  data: DataWriter,
+  onProgress?: (progress: CreateProgress) => void,
+): Promise<{ toc: Toc; entries: number; bytesRead: number }> {
+  const builder = new TocBuilder();
+  const firstPathOfInode = new Map<string, string>();
+  let entries = 0;
+  let bytesRead = 0;
+  for await (const entry of walkTree(inputPath)) {
+    entries++;
+    const spec = await specFor(entry, xattrs.get(entry.path) ?? [], data);
+    if (entry.type === 'file') bytesRead += spec.size;
+    if (entry.path === '') {
+      builder.setRoot(spec);
+    } else if (entry.type !== 'directory' && entry.stats.nlink > 1n) {
+      const key = `${entry.stats.dev}:${entry.stats.ino}`;
+      const first = firstPathOfInode.get(key);
+      if (first === undefined) {
+        firstPathOfInode.set(key, entry.path);
+        builder.add(entry.path, spec);
+      } else {
+        builder.addHardLink(entry.path, first);
+      }
+    } else {
+      builder.add(entry.path, spec);
+    }
+    onProgress?.({ entries, bytesRead });
+  }
+  return { toc: builder.build(), entries, bytesRead };
 }
 
 async function specFor(entry: WalkedEntry, xattrs: Xattr[], data: DataWriter): Promise<InodeSpec> {
