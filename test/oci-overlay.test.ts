@@ -254,3 +254,16 @@ describe('OCI overlay merge', () => {
     assert.ok(elapsed < 20_000, `merge took ${elapsed.toFixed(0)} ms`);
   });
 });
+
+describe('paths through symlinks', () => {
+  it('entries, whiteouts and hard links under a symlinked directory resolve inside the root', () => {
+    const toc = mergeLayers([
+      [dir('usr'), dir('usr/lib'), file('usr/lib/a', 'a'), symlink('lib', 'usr/lib'), symlink('abs', '/usr/lib'), symlink('up', '../../usr')],
+      [file('lib/b', 'b'), file('abs/c', 'c'), file('up/lib/d', 'd'), whiteout('lib/a'), hardlink('lib/e', 'abs/b')],
+    ]);
+    const paths = tocPaths(toc);
+    assert.deepEqual([...paths.keys()].filter((p) => p.startsWith('usr/lib/')).sort(), ['usr/lib/b', 'usr/lib/c', 'usr/lib/d', 'usr/lib/e']);
+    for (const link of ['lib', 'abs', 'up']) assert.equal(paths.get(link)?.type, 'symlink');
+    assert.equal(paths.get('usr/lib/e')?.nlink, 2);
+  });
+});

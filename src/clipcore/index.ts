@@ -17,5 +17,17 @@ export {
   type CreateFromOCIImageResult,
   type IndexProgress,
 } from './image/create-from-oci.js';
-export type { ImageMeta, LayerMeta, ImageConfigMeta } from './image/image-meta.js';
+export { asImageMeta, type ImageMeta, type LayerMeta, type ImageConfigMeta } from './image/image-meta.js';
 export * from './registry/index.js';
+export * from './s3/index.js';
+export {
+  DiskCache,
+  DEFAULT_DISK_CACHE_BYTES,
+  SpanCache,
+  type ContentCache,
+  type DiskCacheOptions,
+  type PrefetchOptions,
+  type PrefetchResult,
+  type SpanRef,
+} from './cache/index.js';
+export { ClipMetrics, METRICS, jsonLogger, silentLogger, type CacheTier, type ClipLogger, type LogLevel, type OriginKind } from './metrics/index.js';

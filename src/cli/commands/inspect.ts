@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ArchiveReader, SectionKind, type Inode } from '../../clipcore/index.js';
+import { ArchiveReader, asImageMeta, formatPlatform, SectionKind, type Inode } from '../../clipcore/index.js';
 import { formatBytes } from '../progress.js';
 
 interface InspectOptions {
@@ -60,6 +60,7 @@ function printSummary(summary: ReturnType<typeof summarize>): void {
   const lines = [
     `format version   ${summary.formatVersion} (written by ${summary.writer})`,
     `storage mode     ${summary.storage.mode}`,
+    ...imageLines(summary.image),
     `archive size     ${formatBytes(summary.archiveBytes)}`,
     `entries          ${summary.entries} paths, ${summary.inodes} inodes, ${summary.files} regular files`,
     `content          ${formatBytes(summary.contentBytes)}`,
@@ -68,6 +69,15 @@ function printSummary(summary: ReturnType<typeof summarize>): void {
     ...summary.sections.map((s) => `  ${s.kind.padEnd(11)} offset ${String(s.offset).padStart(10)}  ${formatBytes(s.bytes).padStart(10)} stored  ${formatBytes(s.rawBytes).padStart(10)} raw`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function imageLines(image: unknown): string[] {
+  if (image === undefined) return [];
+  const meta = asImageMeta(image);
+  return [
+    `image            ${meta.registry}/${meta.repository}@${meta.manifestDigest}`,
+    `platform         ${formatPlatform(meta.platform)}, ${meta.layers.length} layers`,
+  ];
 }
 
 interface PathListing {

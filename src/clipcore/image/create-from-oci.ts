@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SectionKind } from '../archive/format.js';
 import { writeArchive } from '../archive/writer.js';
-import { checkSpanBytes, layerCompressionForMediaType, MiB } from '../compression/index.js';
+import { checkSpanBytes, layerCompressionForMediaType, MAX_SPAN_BYTES, MiB, MIN_SPAN_BYTES, type LayerCompression } from '../compression/index.js';
 import { ClipError } from '../errors.js';
 import { mergeLayers } from '../oci/overlay.js';
 import {
@@ -16,7 +16,7 @@ import { WRITER_NAME } from '../version.js';
 import type { ImageMeta, LayerMeta } from './image-meta.js';
 import type { LayerJob } from './index-layer.js';
 import { encodeLayerIndexes } from './layer-index-codec.js';
-import { indexLayersInParallel } from './layer-pool.js';
+import { checkConcurrency, indexLayersInParallel } from './layer-pool.js';
 
 export interface CreateFromOCIImageOptions {
   /** `alpine`, `host:port/repo:tag`, `repo@sha256:...`. */
@@ -67,7 +67,8 @@ export interface CreateFromOCIImageResult {
  */
 export async function createFromOCIImage(options: CreateFromOCIImageOptions): Promise<CreateFromOCIImageResult> {
   const started = Date.now();
-  const spanBytes = checkSpanBytes(Math.round((options.checkpointMiB ?? 2) * MiB));
+  const spanBytes = checkSpanBytes(Math.round(checkCheckpointMiB(options.checkpointMiB ?? 2) * MiB));
+  if (options.concurrency !== undefined) checkConcurrency(options.concurrency);
   const outputPath = resolve(options.outputPath);
   await checkOutputDirectory(outputPath);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
@@ -77,7 +78,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
     registry: registryOptions,
     repository: { registry: resolved.registry, repository: resolved.repository },
     digest: layer.digest,
-    compression: layerCompressionForMediaType(layer.mediaType),
+    compression: compressionOf(layer, options.imageRef),
     spanBytes,
   }));
   const totalBytes = layers.reduce((sum, layer) => sum + layer.size, 0);
@@ -91,9 +92,11 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
       bytesDone += bytes;
       report();
     },
+    onLayerDone: () => {
+      layersDone++;
+      report();
+    },
   });
-  layersDone = layers.length;
-  report();
 
   const toc = mergeLayers(indexed.map((layer) => layer.entries));
   const platform: Platform = resolved.platform ?? { os: config.os, architecture: config.architecture, variant: config.variant };
@@ -167,6 +170,24 @@ export function parsePlatform(platform: string | Platform | undefined): Platform
     throw new ClipError('INVALID_ARGUMENT', `platform ${JSON.stringify(platform)} must look like os/arch or os/arch/variant`);
   }
   return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+/** Uncompressed MiB between checkpoints: 1 to 16 (the span sizes the compression layer accepts). */
+function checkCheckpointMiB(checkpointMiB: number): number {
+  if (!(Number.isFinite(checkpointMiB) && checkpointMiB >= MIN_SPAN_BYTES / MiB && checkpointMiB <= MAX_SPAN_BYTES / MiB)) {
+    throw new ClipError('INVALID_ARGUMENT', `checkpointMiB must be between ${MIN_SPAN_BYTES / MiB} and ${MAX_SPAN_BYTES / MiB}, got ${checkpointMiB}`);
+  }
+  return checkpointMiB;
+}
+
+/** The layer's compression; an unknown media type names the layer and the image. */
+function compressionOf(layer: { readonly digest: string; readonly mediaType: string }, imageRef: string): LayerCompression {
+  try {
+    return layerCompressionForMediaType(layer.mediaType);
+  } catch (err) {
+    if (err instanceof ClipError) throw new ClipError(err.code, `image ${imageRef}, layer ${layer.digest}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 async function checkOutputDirectory(outputPath: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { ArchiveFormatError } from '../errors.js';
 import type { LayerCompression } from '../compression/index.js';
+import type { Platform } from '../registry/index.js';
 
 /** What an oci-mode archive records about its image (Meta.image). Never credentials. */
 export interface ImageMeta {
@@ -17,11 +18,6 @@ export interface ImageMeta {
   readonly config: ImageConfigMeta;
 }
 
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string;
-}
 
 export interface LayerMeta {
   readonly digest: string;
@@ -61,8 +57,4 @@ export function asImageMeta(value: unknown): ImageMeta {
     );
   if (!valid) throw new ArchiveFormatError('CORRUPT', 'metadata: the image description of this oci archive is incomplete');
   return image as ImageMeta;
-}
-
-export function formatPlatform(platform: Platform): string {
-  return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
 }

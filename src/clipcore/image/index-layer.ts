@@ -38,7 +38,8 @@ export async function indexLayer(job: LayerJob, onBytes: (compressedBytes: numbe
     parser.end();
     return { entries, index };
   } catch (err) {
-    if (err instanceof ClipError) {
+    // Name the layer once: the tar parser and the blob stream may have named it already.
+    if (err instanceof ClipError && !err.message.includes(job.digest)) {
       throw new ClipError(err.code, `layer ${job.digest}: ${err.message}`, { cause: err });
     }
     throw err;

@@ -10,9 +10,14 @@ import type { WorkerMessage } from './layer-worker.js';
  */
 export async function indexLayersInParallel(
   jobs: readonly LayerJob[],
-  options: { concurrency?: number; onBytes?: (layer: number, bytes: number) => void } = {},
+  options: {
+    concurrency?: number;
+    onBytes?: (layer: number, bytes: number) => void;
+    /** Called as each layer finishes (progress displays count finished layers). */
+    onLayerDone?: (layer: number) => void;
+  } = {},
 ): Promise<IndexedLayer[]> {
-  const concurrency = Math.max(1, Math.min(jobs.length, options.concurrency ?? availableParallelism()));
+  const concurrency = Math.min(jobs.length, checkConcurrency(options.concurrency ?? availableParallelism()));
   const results: IndexedLayer[] = new Array<IndexedLayer>(jobs.length);
   const running = new Set<Worker>();
   let next = 0;
@@ -28,6 +33,7 @@ export async function indexLayersInParallel(
         else if (message.type === 'result') {
           settled = true;
           results[layer] = message.result;
+          options.onLayerDone?.(layer);
           resolve();
         } else {
           settled = true;
@@ -47,7 +53,13 @@ export async function indexLayersInParallel(
   const lane = async (): Promise<void> => {
     while (!failed && next < jobs.length) {
       const layer = next++;
-      await runOne(layer);
+      try {
+        await runOne(layer);
+      } catch (err) {
+        // Set before the rejection reaches Promise.all, so no other lane starts another worker.
+        failed = true;
+        throw err;
+      }
     }
   };
   try {
@@ -58,4 +70,12 @@ export async function indexLayersInParallel(
     throw err;
   }
   return results;
+}
+
+/** Layers indexed at once: a whole number, at least 1 (NaN would start no worker at all). */
+export function checkConcurrency(concurrency: number): number {
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    throw new ClipError('INVALID_ARGUMENT', `concurrency must be a whole number of at least 1, got ${concurrency}`);
+  }
+  return concurrency;
 }

@@ -1,85 +1,159 @@
+import { createHash } from 'node:crypto';
 import { SectionKind } from '../archive/format.js';
 import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { Inode } from '../archive/model.js';
+import { SpanCache, type SpanRef } from '../cache/span-cache.js';
+import { DEFAULT_READ_AHEAD_SPANS, SpannedBlob } from '../cache/spanned-blob.js';
 import { readUncompressedRange, type Checkpoint } from '../compression/index.js';
 import { ArchiveFormatError } from '../errors.js';
+import type { OriginKind } from '../metrics/clip-metrics.js';
 import { clampRead, type ContentReader } from '../read/content-reader.js';
-import { SpanLoader } from '../read/span-loader.js';
 import { asImageMeta, type ImageMeta } from './image-meta.js';
 import { decodeLayerIndexes, inflateWindow, type StoredLayerIndex } from './layer-index-codec.js';
 
 /** Fetches bytes [start, end) of a layer blob from wherever it lives (the registry). */
 export type LayerBlobFetcher = (layerDigest: string, start: number, end: number) => Promise<Buffer>;
 
-/** Decompressed spans kept in memory; the disk cache comes with the production read path. */
+/** Decompressed spans kept in memory when no span cache is given. */
 const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024;
+
+export interface OciContentOptions {
+  /** The span tiers (memory, disk, shared). Default: a memory-only cache of `memoryBytes`. */
+  readonly cache?: SpanCache;
+  readonly memoryBytes?: number;
+  /** Spans loaded ahead of sequential readers. Default 2. */
+  readonly readAheadSpans?: number;
+  /** Metrics label of where layer blobs come from. Default `registry`. */
+  readonly origin?: OriginKind;
+}
 
 /**
  * OCI mode: a file's bytes are a range of one layer's uncompressed tar stream. A read loads the
- * layer spans covering it: the compressed span is fetched and verified, its checkpoint window
- * fetched from the archive, and the span inflated from that checkpoint, never from the layer
- * start. Whole decompressed spans are cached, so sequential reads inflate each span once.
+ * layer spans covering it through the span tiers: on a miss, the compressed span is fetched and
+ * verified, its checkpoint window fetched from the archive, and the span inflated from that
+ * checkpoint, never from the layer start. Caches hold whole decompressed spans, so sequential
+ * reads inflate each span once and warm reads never inflate.
  */
 export class OciContent implements ContentReader {
-  private readonly spans: SpanLoader<string>;
+  private readonly blobs: SpannedBlob[];
+  private readonly keys: Array<Array<string | undefined>>;
+  private readonly imageName: string;
+  private readonly origin: OriginKind;
 
   private constructor(
     private readonly index: ArchiveIndex,
     readonly image: ImageMeta,
     private readonly layers: readonly StoredLayerIndex[],
     private readonly fetchBlob: LayerBlobFetcher,
-    memoryBytes: number,
+    options: OciContentOptions,
   ) {
-    this.spans = new SpanLoader((key) => this.loadSpan(key), memoryBytes);
+    const cache = options.cache ?? new SpanCache({ memoryBytes: options.memoryBytes ?? DEFAULT_MEMORY_BYTES });
+    this.imageName = `${image.registry}/${image.repository}@${image.manifestDigest}`;
+    this.origin = options.origin ?? 'registry';
+    this.keys = layers.map((layer) => new Array<string | undefined>(layer.spans.length));
+    this.blobs = layers.map(
+      (layer, number) =>
+        new SpannedBlob(
+          cache,
+          {
+            count: layer.spans.length,
+            start: (i) => (layer.spans[i] as StoredLayerIndex['spans'][number]).uncompressedStart,
+            end: (i) => (layer.spans[i] as StoredLayerIndex['spans'][number]).uncompressedEnd,
+            ref: (i) => this.spanRef(number, i),
+          },
+          options.readAheadSpans ?? DEFAULT_READ_AHEAD_SPANS,
+        ),
+    );
   }
 
-  static async open(index: ArchiveIndex, fetchBlob: LayerBlobFetcher, memoryBytes = DEFAULT_MEMORY_BYTES): Promise<OciContent> {
+  static async open(index: ArchiveIndex, fetchBlob: LayerBlobFetcher, options: number | OciContentOptions = {}): Promise<OciContent> {
     const image = asImageMeta(index.meta.image);
     const windowsLength = index.section(SectionKind.Windows)?.length ?? 0;
     const layers = decodeLayerIndexes(await index.readSection(SectionKind.LayerIndex), image.layers.length, windowsLength);
-    return new OciContent(index, image, layers, fetchBlob, memoryBytes);
+    return new OciContent(index, image, layers, fetchBlob, typeof options === 'number' ? { memoryBytes: options } : options);
   }
 
   async read(inode: Inode, offset: number, length: number): Promise<Buffer> {
     const { start, end } = clampRead(inode, offset, length);
     if (end === start) return Buffer.alloc(0);
-    const location = inode.location;
-    const layer = location ? this.layers[location.layer] : undefined;
-    if (!location || !layer) throw new ArchiveFormatError('CORRUPT', 'a regular file has no valid layer location');
-    const from = location.offset + start;
-    const to = location.offset + end;
-    if (to > layer.uncompressedSize) throw new ArchiveFormatError('OUT_OF_RANGE', `a file extends past the end of layer ${location.layer}`);
-    const parts: Buffer[] = [];
-    for (let span = spanContaining(layer, from); span < layer.spans.length; span++) {
-      const bounds = layer.spans[span] as StoredLayerIndex['spans'][number];
-      if (bounds.uncompressedStart >= to) break;
-      const data = await this.spans.load(`${location.layer}:${span}`);
-      parts.push(data.subarray(Math.max(0, from - bounds.uncompressedStart), Math.min(data.length, to - bounds.uncompressedStart)));
-    }
-    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+    const { blob, base } = this.locate(inode);
+    if (base + inode.size > blob.size) throw new ArchiveFormatError('OUT_OF_RANGE', 'a file extends past the end of its layer');
+    return blob.read(base + start, base + end, base + inode.size);
   }
 
-  private async loadSpan(key: string): Promise<Buffer> {
-    const [layerNumber, spanNumber] = key.split(':').map(Number) as [number, number];
+  spans(inode?: Inode): SpanRef[] {
+    if (inode === undefined) return this.blobs.flatMap((blob) => blob.refs());
+    if (inode.size === 0) return [];
+    const { blob, base } = this.locate(inode);
+    return blob.refs(base, Math.min(blob.size, base + inode.size));
+  }
+
+  async close(): Promise<void> {}
+
+  private locate(inode: Inode): { blob: SpannedBlob; base: number } {
+    const location = inode.location;
+    const blob = location ? this.blobs[location.layer] : undefined;
+    if (!location || !blob) throw new ArchiveFormatError('CORRUPT', 'a regular file has no valid layer location');
+    return { blob, base: location.offset };
+  }
+
+  /**
+   * The cache key of a decompressed span: what determines its bytes is the layer blob and where
+   * in it the span starts and ends (docs/cache.md). The span's compressed sha256 alone would not
+   * do: the same compressed bytes inflate differently after a different window.
+   */
+  private keyFor(layerNumber: number, spanNumber: number): string {
+    const keys = this.keys[layerNumber] as Array<string | undefined>;
+    let key = keys[spanNumber];
+    if (key === undefined) {
+      const span = (this.layers[layerNumber] as StoredLayerIndex).spans[spanNumber] as StoredLayerIndex['spans'][number];
+      const digest = (this.image.layers[layerNumber] as ImageMeta['layers'][number]).digest;
+      key = createHash('sha256')
+        .update(
+          `clip-oci-span/1\n${digest}\n${span.compressedStart}-${span.compressedEnd}\n` +
+            `${span.uncompressedStart}-${span.uncompressedEnd}\n${span.sha256.toString('hex')}\n`,
+        )
+        .digest('hex');
+      keys[spanNumber] = key;
+    }
+    return key;
+  }
+
+  private spanRef(layerNumber: number, spanNumber: number): SpanRef {
     const layer = this.layers[layerNumber] as StoredLayerIndex;
+    const span = layer.spans[spanNumber] as StoredLayerIndex['spans'][number];
     const stored = layer.checkpoints[spanNumber];
-    const span = layer.spans[spanNumber];
-    if (!stored || !span) throw new ArchiveFormatError('CORRUPT', `layer ${layerNumber} has no span ${spanNumber}`);
-    const window = stored.windowLength === 0
-      ? Buffer.alloc(0)
-      : inflateWindow(await this.readWindow(stored.windowOffset, stored.windowLength));
-    const checkpoint: Checkpoint = { ...stored, window };
     const digest = (this.image.layers[layerNumber] as ImageMeta['layers'][number]).digest;
-    // A one-span view of the layer index: the range plan then selects exactly this span.
-    const checkpoints: Checkpoint[] = [];
-    checkpoints[spanNumber] = checkpoint;
-    return readUncompressedRange(
-      layer.kind,
-      { checkpoints, spans: layer.spans },
-      (start, end) => this.fetchBlob(digest, start, end),
-      span.uncompressedStart,
-      span.uncompressedEnd,
-    );
+    let window: Promise<Buffer> | undefined;
+    const loadWindow = (): Promise<Buffer> => {
+      if (!stored) return Promise.reject(new ArchiveFormatError('CORRUPT', `layer ${layerNumber} has no checkpoint ${spanNumber}`));
+      window ??= stored.windowLength === 0
+        ? Promise.resolve(Buffer.alloc(0))
+        : this.readWindow(stored.windowOffset, stored.windowLength).then(inflateWindow);
+      return window;
+    };
+    return {
+      key: this.keyFor(layerNumber, spanNumber),
+      length: span.uncompressedEnd - span.uncompressedStart,
+      originKey: span.sha256.toString('hex'),
+      originLength: span.compressedEnd - span.compressedStart,
+      origin: this.origin,
+      image: this.imageName,
+      layer: digest,
+      span: spanNumber,
+      fetchOrigin: () => {
+        // The checkpoint window comes from the archive: fetch it alongside the span.
+        loadWindow().catch(() => undefined);
+        return this.fetchBlob(digest, span.compressedStart, span.compressedEnd);
+      },
+      decode: async (bytes) => {
+        const checkpoint: Checkpoint = { ...(stored as NonNullable<typeof stored>), window: await loadWindow() };
+        // A one-span view of the layer index: the range plan then selects exactly this span.
+        const checkpoints: Checkpoint[] = [];
+        checkpoints[spanNumber] = checkpoint;
+        return readUncompressedRange(layer.kind, { checkpoints, spans: layer.spans }, async () => bytes, span.uncompressedStart, span.uncompressedEnd);
+      },
+    };
   }
 
   private async readWindow(offset: number, length: number): Promise<Buffer> {
@@ -89,17 +163,4 @@ export class OciContent implements ContentReader {
     if (bytes.length !== length) throw new ArchiveFormatError('TRUNCATED', 'a checkpoint window is cut short');
     return bytes;
   }
-
-  async close(): Promise<void> {}
-}
-
-function spanContaining(layer: StoredLayerIndex, offset: number): number {
-  let low = 0;
-  let high = layer.spans.length - 1;
-  while (low < high) {
-    const middle = (low + high + 1) >>> 1;
-    if ((layer.spans[middle] as StoredLayerIndex['spans'][number]).uncompressedStart <= offset) low = middle;
-    else high = middle - 1;
-  }
-  return low;
 }

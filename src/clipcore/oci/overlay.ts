@@ -2,7 +2,7 @@ import type { InodeSpec, Toc } from '../archive/model.js';
 import { TocBuilder } from '../archive/toc-builder.js';
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from './layer-entry.js';
-import { ensureDir, lookup, newDir, type DirNode, type LeafNode } from './merged-tree.js';
+import { ensureDir, lookup, newDir, resolveDir, type DirNode, type LeafNode } from './merged-tree.js';
 import { classifyWhiteout } from './whiteout.js';
 
 /**
@@ -37,8 +37,7 @@ export class OverlayMerger {
         case 'remove': {
           // Pure removal: a whiteout under a path that isn't a lower directory has nothing to hide,
           // and must not turn a lower file into a directory.
-          const parent = lookup(this.root, parentParts(entry.path));
-          if (parent?.kind === 'dir') parent.children.delete(whiteout.name);
+          resolveDir(this.root, parentParts(entry.path), false)?.children.delete(whiteout.name);
           break;
         }
         case 'opaque':
