@@ -1,19 +1,42 @@
 import type { Command } from 'commander';
 import { mountArchive } from '../../clipcore/index.js';
+import { parseByteSize } from '../byte-size.js';
 import { logJson } from '../log.js';
 import { addRegistryFlags, registryOptionsFrom, type RegistryFlags } from '../registry-options.js';
+import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
+
+interface CacheFlags {
+  fuseDebug?: boolean;
+  cacheDir?: string;
+  cacheMaxBytes?: number;
+  memoryCacheBytes?: number;
+}
 
 export function registerMount(program: Command): void {
   const command = program
     .command('mount')
     .description('mount an archive read-only with FUSE; stays in the foreground until SIGINT or SIGTERM')
-    .argument('<file.clip>', 'archive to mount')
+    .argument('<file.clip>', 'archive to mount: a local file or s3://bucket/key (any storage mode)')
     .argument('<mountpoint>', 'directory to mount on (created if missing; a stale mount there is cleaned first)')
-    .option('--fuse-debug', 'print libfuse debug output');
-  addRegistryFlags(command)
-    .action(async (file: string, mountPoint: string, options: RegistryFlags & { fuseDebug?: boolean }) => {
+    .option('--fuse-debug', 'print libfuse debug output')
+    .option('--cache-dir <dir>', 'node-local disk cache of file data, shared by every mount using the same directory and kept across restarts (default: no disk cache)')
+    .option('--cache-max-bytes <size>', 'bound of the disk cache: bytes, or with a unit such as 512Mi, 10Gi, 20G (default 10Gi)', parseByteSize)
+    .option('--memory-cache-bytes <size>', 'bound of the in-memory cache of decompressed data (default 256Mi; 64Mi for local archives)', parseByteSize);
+  addS3Flags(addRegistryFlags(command))
+    .addHelpText('after', S3_HELP)
+    .action(async (file: string, mountPoint: string, options: RegistryFlags & S3Flags & CacheFlags) => {
       const registry = await registryOptionsFrom(options);
-      const handle = await mountArchive({ archive: file, mountPoint, debug: options.fuseDebug, registry });
+      const handle = await mountArchive({
+        archive: file,
+        mountPoint,
+        debug: options.fuseDebug,
+        registry,
+        s3: s3OptionsFrom(options),
+        ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),
+        ...(options.cacheMaxBytes !== undefined && { cacheMaxBytes: options.cacheMaxBytes }),
+        ...(options.memoryCacheBytes !== undefined && { memoryCacheBytes: options.memoryCacheBytes }),
+        logger: logJson,
+      });
       handle.onError(({ error, operation, path }) => logJson('error', 'read failed', { operation, path, error: error.message }));
       await handle.start();
       logJson('info', 'mounted', { archive: file, mountPoint: handle.mountPoint });

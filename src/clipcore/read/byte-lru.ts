@@ -17,6 +17,11 @@ export class ByteLru<K> {
     return value;
   }
 
+  /** Whether `key` is cached, without making it recently used. */
+  has(key: K): boolean {
+    return this.items.has(key);
+  }
+
   set(key: K, value: Buffer): void {
     if (value.length > this.maxBytes) return;
     const previous = this.items.get(key);

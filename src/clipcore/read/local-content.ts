@@ -3,14 +3,15 @@ import { SectionKind } from '../archive/format.js';
 import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { LocalStorage } from '../archive/meta.js';
 import type { Inode } from '../archive/model.js';
+import type { SpanRef } from '../cache/span-cache.js';
 import { VerifiedBlob } from './blob-spans.js';
-import { clampRead, type ContentReader } from './content-reader.js';
+import { clampRead, type ContentContext, type ContentReader } from './content-reader.js';
 
 /** Local mode: file bytes live in the archive's own data section, verified span by span. */
 export class LocalContent implements ContentReader {
   private constructor(private readonly blob: VerifiedBlob) {}
 
-  static async open(index: ArchiveIndex, storage: LocalStorage): Promise<LocalContent> {
+  static async open(index: ArchiveIndex, storage: LocalStorage, context?: ContentContext): Promise<LocalContent> {
     const data = index.section(SectionKind.Data);
     const dataOffset = data?.offset ?? 0;
     const dataLength = data?.length ?? 0;
@@ -24,6 +25,7 @@ export class LocalContent implements ContentReader {
       storage.spanBytes,
       digests,
       `${index.source.description} data`,
+      context ? { cache: context.cache, readAheadSpans: context.readAheadSpans, origin: 'local', image: index.source.description } : {},
     );
     return new LocalContent(blob);
   }
@@ -33,7 +35,13 @@ export class LocalContent implements ContentReader {
     if (end === start) return Buffer.alloc(0);
     const base = inode.location?.offset;
     if (base === undefined) throw new ArchiveFormatError('CORRUPT', 'a regular file has no data location');
-    return this.blob.read(base + start, end - start);
+    return this.blob.read(base + start, end - start, base + inode.size);
+  }
+
+  spans(inode?: Inode): SpanRef[] {
+    if (inode === undefined) return this.blob.refs();
+    const base = inode.location?.offset;
+    return base === undefined || inode.size === 0 ? [] : this.blob.refs(base, inode.size);
   }
 
   async close(): Promise<void> {}

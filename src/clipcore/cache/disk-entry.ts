@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The file format of one disk cache entry (docs/cache.md):
+ *
+ *   0   8   magic 89 43 4C 49 50 43 0D 0A ("\x89CLIPC\r\n")
+ *   8   4   entry format version (1), little-endian
+ *   12  4   block size B (64 KiB)
+ *   16  8   content length L
+ *   24  32  sha256 of the entry's key (the entry answers only to its own name)
+ *   56  32n sha256 of each B-byte block of the content (n = ceil(L / B))
+ *   ..  32  sha256 of every header byte before it
+ *   zero padding to a multiple of 4096, then the L content bytes
+ *
+ * A read checks only the blocks it touches, so a warm 4 KiB read hashes 64 KiB, not the span.
+ */
+export const ENTRY_MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x49, 0x50, 0x43, 0x0d, 0x0a]);
+export const ENTRY_VERSION = 1;
+export const DEFAULT_BLOCK_BYTES = 64 * 1024;
+const FIXED = 56;
+const ALIGN = 4096;
+/** Entries larger than this are refused (a span is at most 16 MiB uncompressed, plus slack). */
+export const MAX_ENTRY_CONTENT = 1 << 30;
+
+export interface EntryHeader {
+  readonly blockBytes: number;
+  readonly length: number;
+  readonly blockDigests: Buffer;
+  /** Where the content starts in the file. */
+  readonly dataOffset: number;
+}
+
+export function sha256(data: Uint8Array | string): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export function dataOffsetFor(length: number, blockBytes: number): number {
+  const headerBytes = FIXED + 32 * Math.ceil(length / blockBytes) + 32;
+  return Math.ceil(headerBytes / ALIGN) * ALIGN;
+}
+
+/** The header (padded to the data offset) for `content` stored under a key with digest `keyDigest`. */
+export function encodeEntryHeader(keyDigest: Buffer, content: Buffer, blockBytes = DEFAULT_BLOCK_BYTES): Buffer {
+  const blocks = Math.ceil(content.length / blockBytes);
+  const header = Buffer.alloc(dataOffsetFor(content.length, blockBytes));
+  ENTRY_MAGIC.copy(header, 0);
+  header.writeUInt32LE(ENTRY_VERSION, 8);
+  header.writeUInt32LE(blockBytes, 12);
+  header.writeBigUInt64LE(BigInt(content.length), 16);
+  keyDigest.copy(header, 24);
+  for (let i = 0; i < blocks; i++) {
+    sha256(content.subarray(i * blockBytes, (i + 1) * blockBytes)).copy(header, FIXED + 32 * i);
+  }
+  const end = FIXED + 32 * blocks;
+  sha256(header.subarray(0, end)).copy(header, end);
+  return header;
+}
+
+/** Bytes to read from the start of an entry to be sure to hold its header. */
+export function headerProbeBytes(): number {
+  return ALIGN;
+}
+
+/**
+ * Parses the header at the start of `head`. Returns a reason string when it is not a valid header
+ * for `keyDigest`, and `{ need }` when `head` is too short to hold the whole header.
+ */
+export function parseEntryHeader(head: Buffer, keyDigest: Buffer): EntryHeader | string | { need: number } {
+  if (head.length < FIXED) return 'short header';
+  if (!head.subarray(0, 8).equals(ENTRY_MAGIC)) return 'bad magic';
+  if (head.readUInt32LE(8) !== ENTRY_VERSION) return 'unknown entry version';
+  const blockBytes = head.readUInt32LE(12);
+  const length = Number(head.readBigUInt64LE(16));
+  if (blockBytes < 4096 || blockBytes > 16 << 20 || !Number.isSafeInteger(length) || length > MAX_ENTRY_CONTENT) return 'bad sizes';
+  if (!head.subarray(24, 56).equals(keyDigest)) return 'entry belongs to another key';
+  const blocks = Math.ceil(length / blockBytes);
+  const end = FIXED + 32 * blocks;
+  if (head.length < end + 32) return { need: end + 32 };
+  if (!sha256(head.subarray(0, end)).equals(head.subarray(end, end + 32))) return 'header checksum mismatch';
+  return { blockBytes, length, blockDigests: Buffer.from(head.subarray(FIXED, end)), dataOffset: dataOffsetFor(length, blockBytes) };
+}

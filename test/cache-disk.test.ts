@@ -1,0 +1,267 @@
+/** The node-local disk cache on its own: format, integrity, LRU bound, processes sharing it, a full disk. */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
+import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
+import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
+import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
+import { entryContent, keyOf } from './helpers/cache-writer.js';
+import { run } from './helpers/processes.js';
+
+const WRITER = fileURLToPath(new URL('./helpers/cache-writer.js', import.meta.url));
+
+interface LogLine {
+  level: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+function capture(): { logger: ClipLogger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return { lines, logger: (level, message, fields = {}) => lines.push({ level, message, fields }) };
+}
+
+/** Apparent bytes of every file under the cache root (entries, temporaries, ledger), 4 KiB-rounded. */
+async function cacheFiles(dir: string): Promise<{ files: string[]; bytes: number }> {
+  const files: string[] = [];
+  let bytes = 0;
+  const walk = async (path: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const child = join(path, name);
+      try {
+        const stats = await stat(child);
+        if (stats.isDirectory()) await walk(child);
+        else if (!child.endsWith('/size') && !child.endsWith('/lock')) {
+          files.push(child);
+          bytes += Math.ceil(stats.size / 4096) * 4096;
+        }
+      } catch {
+        // removed meanwhile
+      }
+    }
+  };
+  await walk(join(dir, 'v1'));
+  return { files, bytes };
+}
+
+function entryPath(dir: string, key: string): string {
+  return join(dir, 'v1', 'entries', key.slice(0, 2), key);
+}
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const values = (metric?.values ?? []) as Array<{ value: number; labels: Record<string, string | number> }>;
+  return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('DiskCache', () => {
+  let work: string;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'clip-cache-disk-'));
+  });
+  after(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('stores entries and serves any byte range of them, across instances (restarts)', async () => {
+    const dir = join(work, 'basic');
+    const data = entryContent(1, 1);
+    const key = keyOf(data);
+    const first = await DiskCache.open({ dir, maxBytes: 64 << 20 });
+    assert.equal(await first.getContent(key, 0, 10), undefined);
+    assert.equal(await first.storeContent([data.subarray(0, 1000), data.subarray(1000)], key), true);
+    assert.equal(await first.storeContent([data], key), true, 'storing again is a no-op');
+    const second = await DiskCache.open({ dir, maxBytes: 64 << 20 });
+    for (const [offset, length] of [[0, data.length], [0, 1], [65_535, 2], [70_000, 4096], [data.length - 1, 1], [5, 0]] as const) {
+      assert.deepEqual(await second.getContent(key, offset, length), data.subarray(offset, offset + length), `[${offset}, +${length})`);
+    }
+    assert.equal(await second.getContent(key, data.length - 1, 2), undefined, 'a range past the end is a miss');
+    assert.deepEqual(await second.getContent(`sha256:${key}`, 0, 3), data.subarray(0, 3), 'sha256: prefixes name the same entry');
+    assert.equal((await cacheFiles(dir)).files.length, 1);
+    assert.equal(second.sizeBytes, (await cacheFiles(dir)).bytes);
+  });
+
+  test('an entry with a damaged block or header is dropped, reported, and can be stored again', async () => {
+    const dir = join(work, 'corrupt');
+    const registry = new Registry();
+    const metrics = new ClipMetrics(registry);
+    const { logger, lines } = capture();
+    const cache = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics, logger });
+    const data = entryContent(2, 2);
+    const key = keyOf(data);
+    await cache.storeContent([data], key);
+    const path = entryPath(dir, key);
+    const bytes = await readFile(path);
+    const dataOffset = bytes.length - data.length;
+    // Flip one byte in block 2: reads of block 0 still pass (only touched blocks are checked)...
+    const damaged = Buffer.from(bytes);
+    damaged[dataOffset + 2 * 65536 + 10] = (damaged[dataOffset + 2 * 65536 + 10] as number) ^ 0x01;
+    await writeFile(path, damaged);
+    const fresh = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics, logger });
+    assert.deepEqual(await fresh.getContent(key, 0, 100), data.subarray(0, 100));
+    // ...and a read of block 2 fails its check: a miss, and the entry is gone.
+    assert.equal(await fresh.getContent(key, 2 * 65536, 100), undefined);
+    await assert.rejects(stat(path), { code: 'ENOENT' });
+    assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 1);
+    const warning = lines.find((line) => line.level === 'warn' && /failed its check/.test(line.message));
+    assert.ok(warning, JSON.stringify(lines));
+    assert.equal(warning.fields.key, key);
+    assert.match(String(warning.fields.reason), /block 2/);
+
+    assert.equal(await fresh.storeContent([data], key), true);
+    assert.deepEqual(await fresh.getContent(key, 0, data.length), data);
+    // A damaged header, and a file cut short, are caught the same way.
+    const header = await readFile(path);
+    header[30] = (header[30] as number) ^ 0xff;
+    await writeFile(path, header);
+    const third = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics, logger });
+    assert.equal(await third.getContent(key, 0, 10), undefined);
+    await third.storeContent([data], key);
+    await writeFile(path, (await readFile(path)).subarray(0, 5000 + dataOffset));
+    const fourth = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics, logger });
+    assert.equal(await fourth.getContent(key, 0, data.length), undefined);
+    assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 3);
+  });
+
+  test('stays under its bound, evicting the least recently used entries', async () => {
+    const dir = join(work, 'lru');
+    const registry = new Registry();
+    const metrics = new ClipMetrics(registry);
+    const max = 1024 * 1024;
+    const cache = await DiskCache.open({ dir, maxBytes: max, metrics });
+    const items = Array.from({ length: 4 }, (_, i) => Buffer.alloc(200_000, i + 1));
+    const keys = items.map(keyOf);
+    for (let i = 0; i < items.length; i++) {
+      await cache.storeContent([items[i] as Buffer], keys[i] as string);
+      // Distinct, increasing ages: entry 0 is the oldest.
+      const when = Date.now() / 1000 - 1000 + i;
+      await utimes(entryPath(dir, keys[i] as string), when, when);
+    }
+    // Reading entry 0 makes it the most recently used.
+    assert.ok(await cache.getContent(keys[0] as string, 0, 10));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 2; i++) {
+      const extra = Buffer.alloc(200_000, 100 + i);
+      assert.equal(await cache.storeContent([extra], keyOf(extra)), true);
+      const { bytes } = await cacheFiles(dir);
+      assert.ok(bytes <= max, `${bytes} bytes on disk, bound ${max}`);
+      assert.ok(cache.sizeBytes <= max);
+    }
+    assert.ok(await cache.has(keys[0] as string), 'the entry read recently survives');
+    assert.equal(await cache.has(keys[1] as string), false, 'the least recently used entries went first');
+    assert.equal(await cache.has(keys[2] as string), false);
+    for (let i = 2; i < 6; i++) {
+      const extra = Buffer.alloc(200_000, 100 + i);
+      assert.equal(await cache.storeContent([extra], keyOf(extra)), true);
+      assert.ok((await cacheFiles(dir)).bytes <= max);
+    }
+    assert.ok((await metricValue(registry, 'clip_disk_cache_evictions_total')) >= 2);
+    assert.ok((await metricValue(registry, 'clip_disk_cache_size_bytes')) <= max);
+    assert.equal(await cache.storeContent([Buffer.alloc(max)], keyOf(Buffer.alloc(max))), false, 'an entry bigger than the bound is declined');
+  });
+
+  test('four processes sharing one directory never corrupt it nor pass its bound', async (t) => {
+    // On a tmpfs of its own, the filesystem's used bytes are an exact, atomic measure of the cache.
+    const dir = join(work, 'shared');
+    await mkdir(dir, { recursive: true });
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', dir]);
+    if (mounted.code !== 0) {
+      t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+      return;
+    }
+    try {
+      const max = 3 * 1024 * 1024;
+      const used = async (): Promise<number> => {
+        const stats = await statfs(dir);
+        return (stats.blocks - stats.bfree) * stats.bsize;
+      };
+      const baseline = await used();
+      let largest = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          largest = Math.max(largest, (await used()) - baseline);
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+      })();
+      const results = await Promise.all([1, 2, 3, 4].map((seed) => run(process.execPath, [WRITER, dir, String(max), String(seed), '40'])));
+      sampling = false;
+      await sampler;
+      for (const result of results) {
+        assert.equal(result.code, 0, result.stderr);
+        const counts = JSON.parse(result.stdout) as { stored: number; wrong: number; readBack: number };
+        assert.equal(counts.wrong, 0);
+        assert.ok(counts.stored > 0);
+      }
+      // The ledger and the lock file take a page each besides the entries.
+      assert.ok(largest <= max + 2 * 4096, `${largest} bytes used on the cache's filesystem, bound ${max}`);
+      // Every entry left is valid and whole; no temporary file is left.
+      const cache = await DiskCache.open({ dir, maxBytes: max });
+      const { files, bytes } = await cacheFiles(dir);
+      assert.ok(files.length > 3);
+      assert.ok(bytes <= max);
+      for (const file of files) {
+        assert.match(file, /\/entries\//, `leftover ${file}`);
+        const key = file.slice(file.lastIndexOf('/') + 1);
+        const size = (await stat(file)).size;
+        assert.ok(await cache.getContent(key, 0, 1), `entry ${key} (${size} bytes) unreadable`);
+      }
+    } finally {
+      const unmounted = await run('umount', [dir]);
+      assert.equal(unmounted.code, 0, unmounted.stderr);
+    }
+  });
+
+  test('a lock left by a dead process is broken', async () => {
+    const dir = join(work, 'stale-lock');
+    const cache = await DiskCache.open({ dir, maxBytes: 8 << 20 });
+    await writeFile(join(dir, 'v1', 'lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname() }));
+    const data = entryContent(5, 5);
+    const started = Date.now();
+    assert.equal(await cache.storeContent([data], keyOf(data)), true);
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test('a full disk declines writes with a warning, never an error', async (t) => {
+    const dir = join(work, 'tmpfs');
+    await mkdir(dir, { recursive: true });
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+    if (mounted.code !== 0) {
+      t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+      return;
+    }
+    try {
+      const registry = new Registry();
+      const { logger, lines } = capture();
+      const cache = await DiskCache.open({ dir, maxBytes: 1 << 30, logger, metrics: new ClipMetrics(registry) });
+      const big = entryContent(9, 9); // fills what is left after a first entry
+      const entries = [Buffer.alloc(600_000, 7), big, Buffer.alloc(900_000, 3)];
+      const stored = [];
+      for (const data of entries) stored.push(await cache.storeContent([data], keyOf(data)));
+      assert.ok(stored.includes(false), `stored ${stored.join(',')}`);
+      const warning = lines.find((line) => line.level === 'warn' && line.fields.code === 'ENOSPC');
+      assert.ok(warning, JSON.stringify(lines));
+      assert.ok((await metricValue(registry, 'clip_disk_cache_write_failures_total', { reason: 'ENOSPC' })) >= 1);
+      // Nothing half-written is left behind, and what was stored reads back.
+      const { files } = await cacheFiles(dir);
+      assert.ok(files.every((file) => file.includes('/entries/')), files.join(', '));
+      const first = entries[0] as Buffer;
+      if (stored[0]) assert.deepEqual(await cache.getContent(keyOf(first), 0, first.length), first);
+      const handle = await open(join(dir, 'v1', 'size'), 'r').catch(() => undefined);
+      await handle?.close();
+    } finally {
+      const unmounted = await run('umount', [dir]);
+      assert.equal(unmounted.code, 0, unmounted.stderr);
+    }
+  });
+});

@@ -1,0 +1,204 @@
+/** The span tiers in one process: memory → disk → shared → origin, verification, read-ahead, prefetch. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { ContentCache } from '../src/clipcore/cache/content-cache.js';
+import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
+import { prefetchSpans } from '../src/clipcore/cache/prefetch.js';
+import { SpanCache } from '../src/clipcore/cache/span-cache.js';
+import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
+import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
+import { VerifiedBlob } from '../src/clipcore/read/blob-spans.js';
+
+const SPAN = 64 * 1024;
+/** Distinct content in every span (identical spans would share one cache entry: they are content-addressed). */
+const BLOB = Buffer.concat(Array.from({ length: Math.ceil((10 * SPAN + 1234) / 32) }, (_, i) => createHash('sha256').update(`block ${i}`).digest())).subarray(0, 10 * SPAN + 1234);
+const DIGESTS = Buffer.concat(
+  Array.from({ length: Math.ceil(BLOB.length / SPAN) }, (_, i) => createHash('sha256').update(BLOB.subarray(i * SPAN, (i + 1) * SPAN)).digest()),
+);
+
+/** An origin over BLOB that counts fetches and can corrupt the next `corrupt` of them. */
+class FakeOrigin {
+  fetches = 0;
+  bytes = 0;
+  corrupt = 0;
+  delayMs = 0;
+  fetch = async (offset: number, length: number): Promise<Buffer> => {
+    this.fetches++;
+    this.bytes += length;
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    const out = Buffer.from(BLOB.subarray(offset, offset + length));
+    if (this.corrupt > 0) {
+      this.corrupt--;
+      out[7] = (out[7] as number) ^ 0x40;
+    }
+    return out;
+  };
+}
+
+function capture(): { logger: ClipLogger; lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> } {
+  const lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> = [];
+  return { lines, logger: (level, message, fields = {}) => lines.push({ level, message, fields }) };
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const found = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const values = (found?.values ?? []) as Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+  return values
+    .filter((v) => (v.metricName === undefined || v.metricName === name || v.metricName === `${name}_count`) && Object.entries(labels).every(([k, l]) => v.labels[k] === l))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+function blobOver(origin: FakeOrigin, cache: SpanCache, readAheadSpans = 0): VerifiedBlob {
+  return new VerifiedBlob(origin.fetch, BLOB.length, SPAN, DIGESTS, 'test blob', { cache, origin: 's3', image: 'test-image', readAheadSpans });
+}
+
+class MapCache implements ContentCache {
+  readonly items = new Map<string, Buffer>();
+  tamper = false;
+  async getContent(hash: string, offset: number, length: number): Promise<Buffer | undefined> {
+    const item = this.items.get(hash);
+    if (item === undefined || offset + length > item.length) return undefined;
+    const out = Buffer.from(item.subarray(offset, offset + length));
+    if (this.tamper) out[0] = (out[0] as number) ^ 1;
+    return out;
+  }
+  async storeContent(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, hash: string): Promise<boolean> {
+    const parts: Buffer[] = [];
+    for await (const chunk of chunks) parts.push(Buffer.from(chunk));
+    this.items.set(hash, Buffer.concat(parts));
+    return true;
+  }
+}
+
+describe('span tiers', () => {
+  let work: string;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'clip-cache-tiers-'));
+  });
+  after(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('concurrent reads of a span share one fetch; later reads hit memory', async () => {
+    const registry = new Registry();
+    const origin = new FakeOrigin();
+    origin.delayMs = 20;
+    const cache = new SpanCache({ metrics: new ClipMetrics(registry) });
+    const blob = blobOver(origin, cache);
+    const reads = await Promise.all(Array.from({ length: 32 }, (_, i) => blob.read(SPAN + i * 100, 5000)));
+    reads.forEach((data, i) => assert.deepEqual(data, BLOB.subarray(SPAN + i * 100, SPAN + i * 100 + 5000)));
+    assert.equal(origin.fetches, 1);
+    assert.deepEqual(await blob.read(SPAN, 10), BLOB.subarray(SPAN, SPAN + 10));
+    assert.equal(origin.fetches, 1);
+    assert.equal(await metric(registry, 'clip_span_reads_total', { tier: 'memory' }), 1);
+    assert.equal(await metric(registry, 'clip_origin_fetches_total', { origin: 's3' }), 1);
+    assert.equal(await metric(registry, 'clip_origin_fetched_bytes_total', { origin: 's3' }), SPAN);
+    // A read across spans joins them.
+    assert.deepEqual(await blob.read(SPAN - 10, 3 * SPAN), BLOB.subarray(SPAN - 10, 4 * SPAN - 10));
+  });
+
+  test('a span that fails verification is fetched again; twice is an error naming image, layer and span', async () => {
+    const registry = new Registry();
+    const { logger, lines } = capture();
+    const origin = new FakeOrigin();
+    const disk = await DiskCache.open({ dir: join(work, 'verify'), maxBytes: 64 << 20 });
+    const cache = new SpanCache({ metrics: new ClipMetrics(registry), logger, disk });
+    const blob = blobOver(origin, cache);
+    origin.corrupt = 1;
+    assert.deepEqual(await blob.read(0, 100), BLOB.subarray(0, 100));
+    assert.equal(origin.fetches, 2);
+    assert.ok(lines.some((l) => l.level === 'warn' && l.fields.span === 0 && l.fields.layer === 'data' && l.fields.image === 'test-image'));
+
+    origin.corrupt = 2;
+    await assert.rejects(blob.read(3 * SPAN, 100), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'DIGEST_MISMATCH');
+      assert.match(err.message, /test-image: layer data span 3 failed verification twice/);
+      return true;
+    });
+    const error = lines.find((l) => l.level === 'error');
+    assert.deepEqual([error?.fields.image, error?.fields.layer, error?.fields.span], ['test-image', 'data', 3]);
+    assert.equal(await metric(registry, 'clip_span_verification_failures_total', { tier: 'origin' }), 3);
+    await cache.close(); // flushes background disk writes
+    assert.equal(await disk.has(DIGESTS.subarray(3 * 32, 4 * 32).toString('hex')), false, 'nothing unverified is cached');
+    // Once the origin behaves, the read succeeds.
+    assert.deepEqual(await blobOver(origin, new SpanCache({ disk })).read(3 * SPAN, 100), BLOB.subarray(3 * SPAN, 3 * SPAN + 100));
+  });
+
+  test('a second cache on the same disk directory reads without the origin', async () => {
+    const dir = join(work, 'restart');
+    const origin = new FakeOrigin();
+    const first = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }) });
+    assert.deepEqual(await blobOver(origin, first).read(0, BLOB.length), BLOB);
+    await first.close();
+    const fetched = origin.fetches;
+    const registry = new Registry();
+    const second = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }), metrics: new ClipMetrics(registry) });
+    const blob = blobOver(origin, second);
+    assert.deepEqual(await blob.read(5, 4096), BLOB.subarray(5, 4101));
+    assert.deepEqual(await blob.read(0, BLOB.length), BLOB);
+    assert.equal(origin.fetches, fetched);
+    assert.ok((await metric(registry, 'clip_span_reads_total', { tier: 'disk' })) >= 11);
+    assert.equal(await metric(registry, 'clip_span_reads_total', { tier: 'origin' }), 0);
+  });
+
+  test('the shared tier serves verified origin bytes and is never trusted blindly', async () => {
+    const shared = new MapCache();
+    const origin = new FakeOrigin();
+    await blobOver(origin, new SpanCache({ shared })).read(0, BLOB.length);
+    await new Promise((resolve) => setTimeout(resolve, 10)); // stores are in the background
+    assert.equal(shared.items.size, DIGESTS.length / 32);
+    const before = origin.fetches;
+    const registry = new Registry();
+    assert.deepEqual(await blobOver(origin, new SpanCache({ shared, metrics: new ClipMetrics(registry) })).read(0, BLOB.length), BLOB);
+    assert.equal(origin.fetches, before, 'all from the shared cache');
+    assert.equal(await metric(registry, 'clip_span_reads_total', { tier: 'shared' }), DIGESTS.length / 32);
+    shared.tamper = true;
+    const tampered = new Registry();
+    assert.deepEqual(await blobOver(origin, new SpanCache({ shared, metrics: new ClipMetrics(tampered) })).read(0, 10), BLOB.subarray(0, 10));
+    assert.equal(origin.fetches, before + 1);
+    assert.equal(await metric(tampered, 'clip_span_verification_failures_total', { tier: 'shared' }), 1);
+  });
+
+  test('sequential reads load the next spans ahead, within the file', async () => {
+    const origin = new FakeOrigin();
+    const blob = blobOver(origin, new SpanCache(), 2);
+    const limit = 5 * SPAN; // the "file" ends with span 4
+    await blob.read(0, 16384, limit);
+    assert.equal(origin.fetches, 1);
+    await blob.read(16384, 16384, limit); // sequential: spans 1 and 2 are loaded ahead
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(origin.fetches, 3);
+    for (let offset = 32768; offset < limit; offset += 16384) await blob.read(offset, 16384, limit);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(origin.fetches, 5, 'never past the end of the file');
+  });
+
+  test('prefetch caches every span within its bandwidth cap and waits for on-demand reads', async (t) => {
+    const origin = new FakeOrigin();
+    const dir = join(work, 'prefetch');
+    const registry = new Registry();
+    const metrics = new ClipMetrics(registry);
+    const cache = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }), metrics });
+    const blob = blobOver(origin, cache);
+    const started = Date.now();
+    const controller = new AbortController();
+    const run = prefetchSpans(cache, [...blob.refs(), ...blob.refs()], { concurrency: 3, bytesPerSecond: 8 * SPAN }, controller.signal, { metrics });
+    const onDemand = await blob.read(9 * SPAN, 10);
+    assert.deepEqual(onDemand, BLOB.subarray(9 * SPAN, 9 * SPAN + 10));
+    const result = await run;
+    assert.equal(result.spans, 11);
+    assert.equal(result.failed, 0);
+    assert.equal(result.fetched + result.cached, 11);
+    t.diagnostic(`prefetch of 11 spans at 8 spans/s took ${Date.now() - started} ms`);
+    assert.equal(origin.fetches, 11, 'each span fetched once');
+    await cache.close();
+    const again = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }) });
+    assert.deepEqual(await blobOver(origin, again).read(0, BLOB.length), BLOB);
+    assert.equal(origin.fetches, 11);
+  });
+});
