@@ -53,5 +53,8 @@ export function registerMount(program: Command): void {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
+      // fuse-native releases its native thread only when its own unmount succeeds; after a mount
+      // was removed from outside (fusermount -u) nothing else would let the process end.
+      process.exit(process.exitCode ?? 0);
     });
 }
