@@ -4,19 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeToc, encodeToc } from '../src/clipcore/archive/toc-codec.js';
+import { rng } from './helpers/compression-data.js';
 import { ArchiveReader, BufferByteSource, ClipError, createArchive, SectionKind } from '../src/clipcore/index.js';
-
-/** A deterministic pseudo-random generator, so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FORMAT_CODES = new Set(['BAD_MAGIC', 'UNSUPPORTED_VERSION', 'TRUNCATED', 'CHECKSUM_MISMATCH', 'OUT_OF_RANGE', 'CORRUPT', 'DIGEST_MISMATCH']);
 
@@ -81,7 +70,7 @@ describe('damaged archives', () => {
   });
 
   test('thousands of bit flips give a typed error or a correct read', async () => {
-    const next = random(42);
+    const next = rng(42);
     const codes = new Map<string, number>();
     for (let i = 0; i < 3000; i++) {
       const damaged = Buffer.from(original);
@@ -120,7 +109,7 @@ describe('damaged archives', () => {
     const reader = await ArchiveReader.open(new BufferByteSource(original));
     const raw = encodeToc(reader.index.toc);
     await reader.close();
-    const next = random(7);
+    const next = rng(7);
     const before = process.memoryUsage().rss;
     for (let i = 0; i < 5000; i++) {
       const damaged = Buffer.from(raw);

@@ -6,32 +6,12 @@ import { after, before, describe, test } from 'node:test';
 import { ArchiveReader, createArchive } from '../src/clipcore/index.js';
 import { BIG_FILE_BYTES, buildHardTree, LONG_NAME, UNICODE_NAME, WIDE_DIR_ENTRIES } from './helpers/hard-tree.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
-import { run, SNAPSHOT_BIN, startClipMount } from './helpers/processes.js';
-import type { TreeSnapshot } from './helpers/snapshot-tree.js';
+import { startClipMount } from './helpers/processes.js';
+import { linkGroups, snapshotOf, withoutInodes } from './helpers/tree-compare.js';
 
 let work: string;
 let source: string;
 let archive: string;
-
-async function snapshotOf(root: string): Promise<TreeSnapshot> {
-  const result = await run(process.execPath, [SNAPSHOT_BIN, root]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as TreeSnapshot;
-}
-
-/** Groups paths by inode number: hard links must form the same groups on both sides. */
-function linkGroups(snapshot: TreeSnapshot): string[][] {
-  const groups = new Map<number, string[]>();
-  for (const [path, entry] of Object.entries(snapshot)) {
-    if (entry.type === 'directory') continue;
-    groups.set(entry.ino, [...(groups.get(entry.ino) ?? []), path]);
-  }
-  return [...groups.values()].filter((paths) => paths.length > 1).map((paths) => paths.sort()).sort();
-}
-
-function withoutInodes(snapshot: TreeSnapshot): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(snapshot).map(([path, { ino: _ino, ...rest }]) => [path, rest]));
-}
 
 describe('local archive round trip', () => {
   before(async () => {

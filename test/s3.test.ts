@@ -29,8 +29,8 @@ import { startS3, type S3Handle } from './harness/s3.js';
 import { buildTarLayer, contentBytes, patternContent } from './harness/tar-layer.js';
 import { buildHardTree } from './helpers/hard-tree.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
-import { run, runClip, SNAPSHOT_BIN, startClipMount } from './helpers/processes.js';
-import type { TreeSnapshot } from './helpers/snapshot-tree.js';
+import { run, runClip, startClipMount } from './helpers/processes.js';
+import { linkGroups, snapshotOf, withoutInodes } from './helpers/tree-compare.js';
 
 const BUCKET = 'clip-test';
 const MiB = 1024 * 1024;
@@ -43,25 +43,6 @@ let work: string;
 /** The environment `clip` children get: this one plus the standard AWS variables. */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...process.env, ...s3.env, ...extra };
-}
-
-async function snapshotOf(root: string): Promise<TreeSnapshot> {
-  const result = await run(process.execPath, [SNAPSHOT_BIN, root]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as TreeSnapshot;
-}
-
-function linkGroups(snapshot: TreeSnapshot): string[][] {
-  const groups = new Map<number, string[]>();
-  for (const [path, entry] of Object.entries(snapshot)) {
-    if (entry.type === 'directory') continue;
-    groups.set(entry.ino, [...(groups.get(entry.ino) ?? []), path]);
-  }
-  return [...groups.values()].filter((paths) => paths.length > 1).map((paths) => paths.sort()).sort();
-}
-
-function withoutInodes(snapshot: TreeSnapshot): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(snapshot).map(([path, { ino: _ino, ...rest }]) => [path, rest]));
 }
 
 /** Mounts with `clip mount` in a child process and checks the mount against the source tree. */

@@ -5,6 +5,7 @@ import { registerCreate } from './commands/create.js';
 import { registerIndex } from './commands/index-image.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerMount } from './commands/mount.js';
+import { registerNode } from './commands/node.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error (as most Unix tools). */
 const EXIT_FAILURE = 1;
@@ -22,6 +23,7 @@ registerCreate(program);
 registerIndex(program);
 registerInspect(program);
 registerMount(program);
+registerNode(program);
 for (const command of program.commands) command.exitOverride();
 
 try {

@@ -4,31 +4,16 @@
  * was left at an output path.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLIP_BIN, SNAPSHOT_BIN, type RunResult } from './processes.js';
+import { run, SNAPSHOT_BIN, startClipMount, type ClipMount } from './processes.js';
 import type { PathSnapshot, TreeSnapshot } from './snapshot-tree.js';
 
 /** Runs a command without blocking, with extra environment variables; rejects on a non-zero exit. */
-export function runTool(command: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(Buffer.concat(out).toString());
-      else reject(new Error(`${command} ${args.join(' ')} exited ${code ?? signal}: ${Buffer.concat(err).toString()}`));
-    });
-  });
+export async function runTool(command: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<string> {
+  const result = await run(command, args, { env: { ...process.env, ...env }, timeoutMs });
+  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code ?? result.signal}: ${result.stderr}`);
+  return result.stdout;
 }
 
 /**
@@ -46,7 +31,7 @@ export async function unpackWithUmoci(host: string, repo: string, tag: string, s
 }
 
 export async function snapshotOf(root: string): Promise<TreeSnapshot> {
-  const result = await runChild(process.execPath, [SNAPSHOT_BIN, root]);
+  const result = await run(process.execPath, [SNAPSHOT_BIN, root]);
   assert.equal(result.code, 0, result.stderr);
   return JSON.parse(result.stdout) as TreeSnapshot;
 }
@@ -73,67 +58,9 @@ export function comparable(snapshot: TreeSnapshot, omit: (path: string, entry: P
   );
 }
 
-export function runChild(command: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
-    });
-    // A child that exits without reading its input fails the write with EPIPE: not an error here.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
-  });
-}
-
-export interface ClipMount {
-  readonly child: ChildProcess;
-  stop(): Promise<RunResult>;
-}
-
-/**
- * Starts `clip mount <archive> <mountPoint> ...extraArgs` in a child process (the test process
- * never serves a mount), writes `stdin` (a password for --password-stdin), and resolves once the
- * mount is up.
- */
+/** `clip mount` with registry flags and a password on stdin (see processes.startClipMount). */
 export function startClipMountWith(archive: string, mountPoint: string, extraArgs: string[] = [], stdin = ''): Promise<ClipMount> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint, ...extraArgs], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let started = false;
-    const finished = new Promise<RunResult>((done) => {
-      child.on('close', (code, signal) => done({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() }));
-    });
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr.push(chunk);
-      if (!started && Buffer.concat(stderr).toString().includes('"msg":"mounted"')) {
-        started = true;
-        resolve({
-          child,
-          stop: async () => {
-            if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-            return finished;
-          },
-        });
-      }
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
-    void finished.then((result) => {
-      if (!started) reject(new Error(`clip mount exited early (${result.code}): ${result.stderr}`));
-    });
-  });
+  return startClipMount(archive, mountPoint, { args: extraArgs, input: stdin });
 }
 
 /** Runs `fn` against a mount and always stops it; the mount's exit must be clean. */

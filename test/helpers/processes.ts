@@ -50,14 +50,25 @@ export function runClip(args: string[], options?: RunOptions): Promise<RunResult
  * Starts `clip mount` in the background and resolves once it reports the mount is up. `args` are
  * extra flags (S3 endpoint, registry options); `env` replaces the child's environment.
  */
+export interface ClipMount {
+  readonly child: ChildProcess;
+  /** SIGTERM (if still running) and the exit result. */
+  stop(): Promise<RunResult>;
+}
+
+/**
+ * Starts `clip mount <archive> <mountPoint> ...args` in a child process (the test process never
+ * serves a mount), writes `input` to its stdin (a password for --password-stdin), and resolves
+ * once the mount is up.
+ */
 export function startClipMount(
   archive: string,
   mountPoint: string,
-  options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ child: ChildProcess; stop: () => Promise<RunResult> }> {
+  options: { args?: string[]; env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<ClipMount> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint, ...(options.args ?? [])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
       ...(options.env && { env: options.env }),
     });
     const stderr: Buffer[] = [];
@@ -74,12 +85,14 @@ export function startClipMount(
         resolve({
           child,
           stop: async () => {
-            child.kill('SIGTERM');
+            if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
             return finished;
           },
         });
       }
     });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input ?? '');
     void finished.then((result) => {
       if (!started) reject(new Error(`clip mount exited early (${result.code}): ${result.stderr}`));
     });

@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ClipError, CLIP_VERSION } from '../../clipcore/index.js';
+import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
+import { startNodePlugin } from '../../node/plugin.js';
+import { parseByteSize } from '../byte-size.js';
+import { logJson } from '../log.js';
+import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
+
+interface NodeFlags extends S3Flags {
+  endpoint: string;
+  nodeId?: string;
+  driverName: string;
+  stateDir: string;
+  cacheDir: string;
+  cacheMaxBytes: number;
+  s3Bucket?: string;
+  s3Prefix: string;
+  metricsAddr?: string;
+  imageGraceSeconds: number;
+  indexWaitSeconds: number;
+  insecureRegistry: string[];
+  caCert: string[];
+  dockerConfig?: string;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function seconds(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a number of seconds`);
+  return parsed;
+}
+
+export function registerNode(program: Command): void {
+  const command = program
+    .command('node')
+    .description(
+      'run the CSI node plugin: Identity and Node services on a unix socket, image mounts served through FUSE by this process; ' +
+        'runs until SIGTERM (which leaves the mounts pods use in place for the next process)',
+    )
+    .option('--endpoint <unix:///path.sock>', 'CSI endpoint to serve (a stale socket file there is replaced)', 'unix:///csi/csi.sock')
+    .option('--node-id <id>', "this node's id, as NodeGetInfo reports it (default: $NODE_NAME; one of them is required)")
+    .option('--driver-name <name>', 'CSI driver name reported by GetPluginInfo', DEFAULT_DRIVER_NAME)
+    .option('--state-dir <dir>', 'publish records, image mounts, writable layers and the node-local index cache (keep it on the host)', '/var/lib/clip-csi')
+    .option('--cache-dir <dir>', 'on-disk cache of image content', '/var/cache/clip-csi')
+    .addOption(
+      new Option('--cache-max-bytes <size>', 'size limit of the content cache: bytes or with a suffix (K, M, G, T, Ki, Mi, Gi, Ti)')
+        .argParser(parseByteSize)
+        .default(10 * 2 ** 30, '10Gi'),
+    )
+    .option('--s3-bucket <bucket>', 'share image indexes through this S3 bucket: fetched from it before indexing an image, uploaded to it after')
+    .option('--s3-prefix <prefix>', 'key prefix of the indexes in the bucket', 'indexes/')
+    .option('--metrics-addr <[host]:port>', 'serve /metrics, /healthz and /readyz over HTTP on this address (e.g. :9100); off by default')
+    .addOption(
+      new Option('--image-grace-seconds <n>', "how long an image stays mounted after its last volume is unpublished (pod restarts reuse it)")
+        .argParser(seconds)
+        .default(30),
+    )
+    .addOption(
+      new Option(
+        '--index-wait-seconds <n>',
+        'longest a publish waits for an image to be indexed and mounted before answering ABORTED (the work goes on; the retry picks it up)',
+      )
+        .argParser(seconds)
+        .default(100),
+    )
+    .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
+    .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
+    .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker");
+  addS3Flags(command)
+    .addHelpText('after', S3_HELP)
+    .action(async (flags: NodeFlags) => {
+      const nodeId = flags.nodeId ?? process.env['NODE_NAME'];
+      if (!nodeId) throw new ClipError('INVALID_ARGUMENT', 'a node id is required: pass --node-id or set NODE_NAME');
+      const plugin = await startNodePlugin({
+        endpoint: flags.endpoint,
+        nodeId,
+        driverName: checkDriverName(flags.driverName),
+        version: CLIP_VERSION,
+        stateDir: flags.stateDir,
+        cacheDir: flags.cacheDir,
+        cacheMaxBytes: flags.cacheMaxBytes,
+        ...(flags.s3Bucket !== undefined && { s3: { bucket: flags.s3Bucket, prefix: flags.s3Prefix, options: s3OptionsFrom(flags) } }),
+        ...(flags.metricsAddr !== undefined && { metricsAddr: flags.metricsAddr }),
+        imageGraceSeconds: flags.imageGraceSeconds,
+        indexWaitSeconds: flags.indexWaitSeconds,
+        registry: {
+          insecureRegistries: flags.insecureRegistry,
+          caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
+          ...(flags.dockerConfig !== undefined && { dockerConfigPath: flags.dockerConfig }),
+        },
+        log: logJson,
+      });
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      logJson('info', 'stopping', { signal });
+      // A second signal ends the process at once.
+      const now = (): never => process.exit(1);
+      process.once('SIGTERM', now);
+      process.once('SIGINT', now);
+      await plugin.stop();
+      logJson('info', 'stopped', {});
+      // FUSE sessions of mounts left for the next process keep the event loop alive: exit explicitly.
+      process.exit(0);
+    });
+}

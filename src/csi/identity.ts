@@ -1,0 +1,46 @@
+/** The CSI Identity service: who the plugin is, what it serves, whether it is ready. */
+import { ClipError } from '../clipcore/index.js';
+import type { IdentityService } from './server.js';
+
+export const DEFAULT_DRIVER_NAME = 'clip.csi.dev';
+
+export interface Readiness {
+  ready: boolean;
+  /** Why it is not ready, one entry per failed check. */
+  problems: string[];
+}
+
+export interface IdentityOptions {
+  driverName: string;
+  version: string;
+  readiness: () => Promise<Readiness>;
+}
+
+/** CSI: at most 63 characters, alphanumerics at both ends, dashes, dots and alphanumerics between. */
+export function checkDriverName(name: string): string {
+  if (name.length > 63 || !/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) {
+    throw new ClipError(
+      'INVALID_ARGUMENT',
+      `driver name ${JSON.stringify(name)} must be at most 63 characters of domain-name form (alphanumerics, '-' and '.', alphanumerics at both ends)`,
+    );
+  }
+  return name;
+}
+
+export function identityService(options: IdentityOptions): IdentityService {
+  return {
+    async GetPluginInfo() {
+      return { name: options.driverName, vendor_version: options.version, manifest: {} };
+    },
+    async GetPluginCapabilities() {
+      // Node-only: no CONTROLLER_SERVICE (there is no controller to call), no topology constraints
+      // (every node can reach the registry), no volume expansion.
+      return { capabilities: [] };
+    },
+    async Probe(_request, ctx) {
+      const readiness = await options.readiness();
+      if (!readiness.ready) ctx.annotate({ not_ready: readiness.problems });
+      return { ready: { value: readiness.ready } };
+    },
+  };
+}

@@ -1,0 +1,348 @@
+/**
+ * One FUSE mount per image (manifest digest + platform) on this node, shared by every volume of
+ * that image. Getting an image ready means getting its index (the node-local cache, else S3, else a
+ * controller, else indexing it here) and mounting it. Both happen once per image however many
+ * volumes ask at the same time, and run to the end in the background even when the publish that
+ * started them gives up waiting: the next publish picks up the same job, never a new one.
+ */
+import { rmdir, stat, unlink } from 'node:fs/promises';
+import {
+  ArchiveFormatError,
+  createFromOCIImage,
+  describeError,
+  mountArchive,
+  type IndexProgress,
+  type MountArchiveOptions,
+  type MountHandle,
+  type RegistryClientOptions,
+} from '../clipcore/index.js';
+import type { Logger } from '../csi/log.js';
+import type { IndexSource, NodeMetrics } from './metrics.js';
+import { detachFuse } from './mount-utils.js';
+import type { S3IndexStore } from './s3-index.js';
+import type { StateDir } from './state.js';
+
+export interface ImageRequest {
+  /** `imageKeyOf(digest, platform)`. */
+  key: string;
+  /** The image as the volume named it, for logs. */
+  image: string;
+  registry: string;
+  repository: string;
+  /** Image manifest digest. */
+  digest: string;
+  platform: string;
+  /** Credentials, CA certificates, insecure registries: used to index and to read bytes. */
+  registryOptions: RegistryClientOptions;
+}
+
+export interface ImageMount {
+  readonly key: string;
+  readonly mountPoint: string;
+  /** Bytes of regular files in the image. */
+  readonly bytes: number;
+  /** Inodes in the image. */
+  readonly inodes: number;
+  /** Publish record ids using this mount. */
+  readonly users: Set<string>;
+  readonly handle: MountHandle;
+  releaseTimer?: NodeJS.Timeout;
+}
+
+/** Options that mountArchive gets for every image mount: the disk cache, clipcore's metrics, the logger. */
+export type MountExtras = Pick<MountArchiveOptions, 'cacheDir' | 'cacheMaxBytes' | 'metrics' | 'logger'>;
+
+export interface ImageManagerOptions {
+  state: StateDir;
+  /** How long an image mount stays up after its last volume goes. */
+  graceMs: number;
+  log: Logger;
+  metrics: NodeMetrics;
+  mountExtras?: MountExtras;
+  /** Indexes shared through S3 (--s3-bucket). */
+  s3?: S3IndexStore;
+}
+
+/** Thrown by `acquire` when the image is not ready within the wait: the work goes on. */
+export class ImageNotReady extends Error {
+  constructor(
+    readonly key: string,
+    readonly reason: 'timeout' | 'cancelled',
+    readonly progress: string,
+  ) {
+    super(`image ${key} is not ready yet (${reason})`);
+    this.name = 'ImageNotReady';
+  }
+}
+
+/** How long an image mounted for a publish that stopped waiting stays up for the retry. */
+const UNCLAIMED_HOLD_MS = 180_000;
+
+export class ImageManager {
+  private readonly mounted = new Map<string, ImageMount>();
+  private readonly mounting = new Map<string, Promise<ImageMount>>();
+  private readonly indexing = new Map<string, Promise<{ path: string; source: IndexSource }>>();
+  private readonly progress = new Map<string, IndexProgress>();
+  private readonly releasing = new Map<string, Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly options: ImageManagerOptions) {}
+
+  get mountCount(): number {
+    return this.mounted.size;
+  }
+
+  get(key: string): ImageMount | undefined {
+    return this.mounted.get(key);
+  }
+
+  /**
+   * Gets the image mounted and registers `user` on it. Waits at most `waitMs` (and not past
+   * `signal`); then throws ImageNotReady while the indexing and mounting go on.
+   */
+  async acquire(request: ImageRequest, user: string, waitMs: number, signal?: AbortSignal): Promise<ImageMount> {
+    for (;;) {
+      await waitFor(this.ensure(request), waitMs, signal, (reason) => new ImageNotReady(request.key, reason, this.describeProgress(request.key)));
+      const mount = this.attach(request.key, user);
+      if (mount) return mount;
+      // Released between being mounted and attached (a zero grace period): mount it again.
+    }
+  }
+
+  /** Registers a user on an image that is mounted; undefined when it is not. */
+  attach(key: string, user: string): ImageMount | undefined {
+    const mount = this.mounted.get(key);
+    if (!mount) return undefined;
+    if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
+    mount.releaseTimer = undefined;
+    mount.users.add(user);
+    return mount;
+  }
+
+  /** Drops a user; the last one going starts the grace period after which the image is unmounted. */
+  detach(key: string, user: string): void {
+    const mount = this.mounted.get(key);
+    if (!mount) return;
+    mount.users.delete(user);
+    if (mount.users.size === 0) this.scheduleRelease(mount);
+  }
+
+  /** Starts (or joins) getting the image indexed and mounted. */
+  ensure(request: ImageRequest): Promise<ImageMount> {
+    const live = this.mounted.get(request.key);
+    if (live) return Promise.resolve(live);
+    let job = this.mounting.get(request.key);
+    if (!job) {
+      job = this.mountImage(request).finally(() => this.mounting.delete(request.key));
+      job.catch(() => undefined);
+      this.mounting.set(request.key, job);
+    }
+    return job;
+  }
+
+  /**
+   * On shutdown: image mounts no volume uses are unmounted; the others are left in place for
+   * the volumes that use them (the next plugin process mounts them again and re-binds them).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    const idle: ImageMount[] = [];
+    for (const mount of this.mounted.values()) {
+      if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
+      if (mount.users.size === 0) idle.push(mount);
+    }
+    await Promise.allSettled([...idle.map((mount) => this.release(mount)), ...this.releasing.values()]);
+  }
+
+  private describeProgress(key: string): string {
+    if (this.mounted.has(key)) return 'mounted';
+    const progress = this.progress.get(key);
+    if (progress) {
+      const percent = progress.bytes > 0 ? Math.floor((100 * progress.bytesDone) / progress.bytes) : 0;
+      return `indexing: ${percent}% of ${progress.bytes} compressed bytes, ${progress.layersDone}/${progress.layers} layers`;
+    }
+    return this.indexing.has(key) ? 'fetching its index' : 'mounting';
+  }
+
+  private async mountImage(request: ImageRequest): Promise<ImageMount> {
+    await this.releasing.get(request.key);
+    const mountPoint = this.options.state.imageMountPoint(request.key);
+    let obtained = await this.index(request);
+    let handle: MountHandle;
+    try {
+      handle = await this.openMount(obtained.path, mountPoint, request);
+    } catch (err) {
+      if (!(err instanceof ArchiveFormatError) || obtained.source === 'indexed') throw err;
+      // A damaged index (a disk error, a bad copy in S3): index the image here instead.
+      this.options.log('warn', 'cached index is damaged; indexing the image again', { image: request.image, index: obtained.path, error: err.message });
+      await unlink(obtained.path).catch(() => undefined);
+      obtained = await this.index(request, true);
+      handle = await this.openMount(obtained.path, mountPoint, request);
+    }
+    this.options.metrics.indexObtained(obtained.source);
+    const toc = handle.reader.index.toc;
+    const mount: ImageMount = {
+      key: request.key,
+      mountPoint: handle.mountPoint,
+      bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
+      inodes: toc.inodes.length,
+      users: new Set(),
+      handle,
+    };
+    this.mounted.set(request.key, mount);
+    this.options.log('info', 'image mounted', { image: request.image, digest: request.digest, platform: request.platform, mount_point: mount.mountPoint, index_source: obtained.source });
+    // The publish that asked may have given up waiting (ABORTED): keep the mount for its retry,
+    // which kubelet makes with a backoff of up to about two minutes; then let it go.
+    this.scheduleRelease(mount, Math.max(this.options.graceMs, UNCLAIMED_HOLD_MS));
+    return mount;
+  }
+
+  private async openMount(indexPath: string, mountPoint: string, request: ImageRequest): Promise<MountHandle> {
+    const handle = await mountArchive({
+      ...this.options.mountExtras,
+      archive: indexPath,
+      mountPoint,
+      registry: request.registryOptions,
+    });
+    handle.onError(({ error, operation, path }) =>
+      this.options.log('error', 'image read failed', { image: request.image, digest: request.digest, operation, path, error: error.message }),
+    );
+    try {
+      await handle.start();
+    } catch (err) {
+      await handle.unmount().catch(() => undefined);
+      throw err;
+    }
+    return handle;
+  }
+
+  private index(request: ImageRequest, localOnly = false): Promise<{ path: string; source: IndexSource }> {
+    let job = this.indexing.get(request.key);
+    if (!job) {
+      job = this.obtainIndex(request, localOnly).finally(() => {
+        this.indexing.delete(request.key);
+        this.progress.delete(request.key);
+      });
+      job.catch(() => undefined);
+      this.indexing.set(request.key, job);
+    }
+    return job;
+  }
+
+  /** The node-local cache, else S3 (with --s3-bucket), else a controller (none yet), else index here. */
+  private async obtainIndex(request: ImageRequest, localOnly: boolean): Promise<{ path: string; source: IndexSource }> {
+    const path = this.options.state.indexPath(request.key);
+    const s3 = localOnly ? undefined : this.options.s3;
+    if (!localOnly && (await isFile(path))) return { path, source: 'local-cache' };
+    if (s3 && (await s3.fetch(request.key, path))) {
+      this.options.log('info', 'index fetched from S3', { image: request.image, digest: request.digest, url: s3.url(request.key) });
+      return { path, source: 's3' };
+    }
+    // TODO(controller): once a controller exists, ask it for the index here (source 'controller').
+    const started = Date.now();
+    this.options.log('info', 'indexing image', { image: request.image, digest: request.digest, platform: request.platform });
+    const { auth, ...registry } = request.registryOptions;
+    try {
+      const result = await createFromOCIImage({
+        imageRef: `${request.registry}/${request.repository}@${request.digest}`,
+        outputPath: path,
+        platform: request.platform,
+        auth,
+        registry,
+        onProgress: (progress) => this.progress.set(request.key, progress),
+      });
+      const seconds = (Date.now() - started) / 1000;
+      this.options.metrics.indexed(seconds);
+      this.options.log('info', 'image indexed', {
+        image: request.image,
+        digest: request.digest,
+        files: result.files,
+        layers: result.layers,
+        index_bytes: result.archiveBytes,
+        seconds,
+      });
+      if (this.options.s3) void this.share(this.options.s3, request, path);
+      return { path, source: 'indexed' };
+    } catch (err) {
+      this.options.log('warn', 'indexing failed', { image: request.image, digest: request.digest, error: describeError(err) });
+      throw err;
+    }
+  }
+
+  /** Uploads an index made here for the other nodes; a failure only costs them indexing it too. */
+  private async share(s3: S3IndexStore, request: ImageRequest, path: string): Promise<void> {
+    try {
+      await s3.upload(request.key, path);
+      this.options.log('info', 'index uploaded to S3', { image: request.image, digest: request.digest, url: s3.url(request.key) });
+    } catch (err) {
+      this.options.log('warn', 'cannot upload the index to S3; other nodes will index the image themselves', {
+        image: request.image,
+        url: s3.url(request.key),
+        error: describeError(err),
+      });
+    }
+  }
+
+  private scheduleRelease(mount: ImageMount, delayMs = this.options.graceMs): void {
+    if (mount.users.size > 0 || this.closed) return;
+    if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
+    mount.releaseTimer = setTimeout(() => void this.release(mount), delayMs);
+    mount.releaseTimer.unref();
+  }
+
+  private async release(mount: ImageMount): Promise<void> {
+    if (mount.users.size > 0 || this.mounted.get(mount.key) !== mount) return;
+    this.mounted.delete(mount.key);
+    const job = (async () => {
+      await mount.handle.unmount();
+      await detachFuse(mount.mountPoint);
+      await rmdir(mount.mountPoint).catch(() => undefined);
+    })();
+    this.releasing.set(mount.key, job.catch(() => undefined));
+    try {
+      await job;
+      this.options.log('info', 'image unmounted', { mount_point: mount.mountPoint });
+    } catch (err) {
+      this.options.log('error', 'image unmount failed', { mount_point: mount.mountPoint, error: describeError(err) });
+    } finally {
+      this.releasing.delete(mount.key);
+    }
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  const stats = await stat(path).catch(() => undefined);
+  return stats?.isFile() ?? false;
+}
+
+/** Resolves with `promise`, or rejects with `timeout()` after `ms` or when `signal` aborts. */
+function waitFor<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined, error: (reason: 'timeout' | 'cancelled') => Error): Promise<T> {
+  if (signal?.aborted) return Promise.reject(error('cancelled'));
+  return new Promise<T>((resolvePromise, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(error('cancelled'));
+    };
+    // setTimeout cannot wait longer than 2^31-1 ms: beyond that (Infinity included), wait without a timer.
+    const timer =
+      ms < 2 ** 31 - 1
+        ? setTimeout(() => {
+            signal?.removeEventListener('abort', onAbort);
+            reject(error('timeout'));
+          }, Math.max(0, ms))
+        : undefined;
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolvePromise(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,140 @@
+/**
+ * Mounts through the system's mount(8)/umount(8), always as asynchronous child processes: this
+ * process serves the FUSE mounts, and a blocking call that touches one of them would deadlock it.
+ * The mount table is read from /proc/self/mountinfo (never with stat, which fails with ENOTCONN on
+ * a mount whose FUSE server died).
+ */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ClipError } from '../clipcore/index.js';
+
+export interface MountEntry {
+  readonly id: number;
+  readonly parentId: number;
+  /** `major:minor` of the filesystem: a bind mount has its source's. */
+  readonly devId: string;
+  readonly root: string;
+  readonly mountPoint: string;
+  readonly fsType: string;
+  readonly source: string;
+  readonly superOptions: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeField(field: string): string {
+  const text = field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return Buffer.from(text, 'latin1').toString('utf8');
+}
+
+export async function readMountTable(): Promise<MountEntry[]> {
+  const text = await readFile('/proc/self/mountinfo', 'latin1');
+  const entries: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const separator = fields.indexOf('-');
+    if (separator < 6 || fields.length < separator + 4) continue;
+    entries.push({
+      id: Number(fields[0]),
+      parentId: Number(fields[1]),
+      devId: fields[2] as string,
+      root: unescapeField(fields[3] as string),
+      mountPoint: unescapeField(fields[4] as string),
+      fsType: fields[separator + 1] as string,
+      source: unescapeField(fields[separator + 2] as string),
+      superOptions: fields[separator + 3] as string,
+    });
+  }
+  return entries;
+}
+
+export async function mountsAt(path: string): Promise<MountEntry[]> {
+  const target = resolve(path);
+  return (await readMountTable()).filter((entry) => entry.mountPoint === target);
+}
+
+export async function isMountPoint(path: string): Promise<boolean> {
+  return (await mountsAt(path)).length > 0;
+}
+
+export interface CommandResult {
+  code: number;
+  stderr: string;
+}
+
+/** Runs a command without blocking the event loop; never throws for a non-zero exit. */
+export function runCommand(command: string, args: readonly string[], timeoutMs = 60_000): Promise<CommandResult> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-4096);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolvePromise({ code: -1, stderr: err.message });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code: code ?? -1, stderr: signal ? `${stderr} (killed by ${signal})`.trim() : stderr.trim() });
+    });
+  });
+}
+
+async function mustRun(what: string, command: string, args: readonly string[]): Promise<void> {
+  const result = await runCommand(command, args);
+  if (result.code !== 0) {
+    throw new ClipError('MOUNT_FAILED', `${what} failed: ${command} exited with ${result.code}${result.stderr ? `: ${result.stderr}` : ''}`);
+  }
+}
+
+/** Bind-mounts `source` at `target`; read-only binds need a second, remounting call. */
+export async function bindMount(source: string, target: string, readOnly: boolean): Promise<void> {
+  await mustRun(`bind mount of ${source} at ${target}`, 'mount', ['--bind', source, target]);
+  if (readOnly) {
+    try {
+      await mustRun(`read-only remount of ${target}`, 'mount', ['-o', 'remount,bind,ro', target]);
+    } catch (err) {
+      await unmountAll(target);
+      throw err;
+    }
+  }
+}
+
+/**
+ * Kernel overlayfs: the image as the read-only lower layer, writes going to `upper`. overlayfs
+ * splits its options on ',' and lowerdir on ':', so neither may appear in the paths.
+ */
+export async function overlayMount(lower: string, upper: string, work: string, target: string): Promise<void> {
+  for (const path of [lower, upper, work]) {
+    if (/[,:]/.test(path)) throw new ClipError('INVALID_ARGUMENT', `overlay path ${path} may not contain ',' or ':'`);
+  }
+  await mustRun(`overlay mount at ${target}`, 'mount', ['-t', 'overlay', 'clip-overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+}
+
+/**
+ * Unmounts everything stacked at `path`. `--no-canonicalize` keeps umount from stat-ing a dead
+ * FUSE mount; a mount that stays busy is detached lazily.
+ */
+export async function unmountAll(path: string): Promise<void> {
+  const target = resolve(path);
+  let lastError = '';
+  for (let attempt = 0; attempt < 20 && (await isMountPoint(target)); attempt++) {
+    const plain = await runCommand('umount', ['--no-canonicalize', target]);
+    if (plain.code === 0) continue;
+    lastError = plain.stderr;
+    const lazy = await runCommand('umount', ['--no-canonicalize', '-l', target]);
+    if (lazy.code !== 0) lastError = lazy.stderr;
+  }
+  if (await isMountPoint(target)) throw new ClipError('MOUNT_FAILED', `cannot unmount ${target}: ${lastError || 'still mounted'}`);
+}
+
+/** Lazily detaches a FUSE mount (also one whose server died). */
+export async function detachFuse(path: string): Promise<void> {
+  const target = resolve(path);
+  for (let attempt = 0; attempt < 10 && (await isMountPoint(target)); attempt++) {
+    const result = await runCommand('fusermount', ['-uz', target]);
+    if (result.code !== 0) await runCommand('umount', ['--no-canonicalize', '-l', target]);
+  }
+}

@@ -1,0 +1,466 @@
+/**
+ * The CSI Node service: publishing image volumes at kubelet's target paths, unpublishing them,
+ * their stats, and reconciling with what an earlier plugin process left behind.
+ *
+ * A read-only volume is a read-only bind mount of the image's shared FUSE mount; a writable one is
+ * a kernel overlayfs with the image mount as its lower layer and a private upper layer under the
+ * state directory, deleted at unpublish. Calls for one volume (and one target path) are serialized.
+ */
+import { createHash } from 'node:crypto';
+import { chmod, chown, mkdir, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import grpc from '@grpc/grpc-js';
+import { describeError, RegistryClient, type Platform, type RegistryClientOptions } from '../clipcore/index.js';
+import { alreadyExists, CsiError, invalidArgument, notFound } from '../csi/errors.js';
+import type { Logger } from '../csi/log.js';
+import type { CallContext, NodeService } from '../csi/server.js';
+import type { NodeGetVolumeStatsResponse, NodePublishVolumeRequest, VolumeUsage } from '../csi/types.js';
+import { credentialsFromSecrets, type RegistryCredentials } from './credentials.js';
+import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest } from './images.js';
+import { KeyedLock } from './keyed-lock.js';
+import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, unmountAll, type MountEntry } from './mount-utils.js';
+import { imageKeyOf, RECORD_VERSION, StateDir, type PublishRecord } from './state.js';
+import { parsePublishRequest, requirePath, requireVolumeId, type PublishSpec } from './volume-spec.js';
+
+export interface RegistrySettings {
+  insecureRegistries: string[];
+  caCertificates: Buffer[];
+  /** The node's Docker config (credentials for volumes without a secret); default $DOCKER_CONFIG or ~/.docker. */
+  dockerConfigPath?: string;
+}
+
+export interface NodeVolumesOptions {
+  nodeId: string;
+  state: StateDir;
+  images: ImageManager;
+  registry: RegistrySettings;
+  /** The longest a publish waits for an image to be indexed and mounted before answering ABORTED. */
+  indexWaitMs: number;
+  log: Logger;
+}
+
+/** Time kept between our answer and the caller's deadline, so the answer arrives before it gives up. */
+const DEADLINE_MARGIN_MS = 2_000;
+
+export class NodeVolumes {
+  private readonly records = new Map<string, PublishRecord>();
+  /** Records whose target mount was made (or re-made) by this process. */
+  private readonly live = new Set<string>();
+  private readonly locks = new KeyedLock();
+  /** IfNotPresent: `reference|platform|credentials` → manifest digest, as first resolved. */
+  private readonly resolved = new Map<string, { digest: string; registry: string; repository: string }>();
+  private startup: Promise<void> | undefined;
+  private restoring: Promise<void> = Promise.resolve();
+  private started = false;
+
+  constructor(private readonly options: NodeVolumesOptions) {}
+
+  get volumeCount(): number {
+    return this.records.size;
+  }
+
+  /** Undefined once the state is reconciled; else why not yet. */
+  startupProblem(): string | undefined {
+    return this.started ? undefined : 'reconciling the state of an earlier plugin process';
+  }
+
+  /**
+   * Reconciles with what an earlier process left: stale mounts are detached at once (before any
+   * call is served); volumes still recorded are mounted again in the background, each under its
+   * volume's lock, so calls for them wait for that and calls for other volumes do not.
+   */
+  start(): Promise<void> {
+    this.startup ??= this.reconcile();
+    return this.startup;
+  }
+
+  /** Resolves once every recorded volume has been restored or given up on (tests, diagnostics). */
+  async restored(): Promise<void> {
+    await this.start();
+    await this.restoring;
+  }
+
+  service(): NodeService {
+    const unimplemented = (what: string) => async (): Promise<never> => {
+      throw new CsiError(grpc.status.UNIMPLEMENTED, `${what} is not supported: this driver has no STAGE_UNSTAGE_VOLUME or EXPAND_VOLUME capability`);
+    };
+    return {
+      NodeStageVolume: unimplemented('NodeStageVolume'),
+      NodeUnstageVolume: unimplemented('NodeUnstageVolume'),
+      NodeExpandVolume: unimplemented('NodeExpandVolume'),
+      NodePublishVolume: (request, ctx) => this.publish(request, ctx),
+      NodeUnpublishVolume: async (request, ctx) => {
+        await this.unpublish(requireVolumeId(request.volume_id), requirePath(request.target_path, 'target_path'), ctx);
+        return {};
+      },
+      NodeGetVolumeStats: (request) => this.stats(requireVolumeId(request.volume_id), requirePath(request.volume_path, 'volume_path')),
+      NodeGetCapabilities: async () => ({
+        capabilities: [{ rpc: { type: 'GET_VOLUME_STATS' } }, { rpc: { type: 'VOLUME_CONDITION' } }],
+      }),
+      NodeGetInfo: async () => ({ node_id: this.options.nodeId, max_volumes_per_node: 0, accessible_topology: null }),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Publish
+
+  private async publish(request: NodePublishVolumeRequest, ctx: CallContext): Promise<Record<string, never>> {
+    const spec = parsePublishRequest(request);
+    ctx.annotate({ image: spec.image, read_only: spec.readOnly, ephemeral: spec.ephemeral });
+    if (spec.pod.namespace || spec.pod.name) ctx.annotate({ pod: `${spec.pod.namespace ?? ''}/${spec.pod.name ?? ''}` });
+    await this.start();
+    return this.locks.run(lockKeys(spec.volumeId, spec.targetPath), async () => {
+      const id = StateDir.recordId(spec.volumeId, spec.targetPath);
+      const other = this.recordAtTarget(spec.targetPath);
+      if (other && other.volumeId !== spec.volumeId) {
+        throw alreadyExists(`target_path ${spec.targetPath} already holds volume ${other.volumeId} (image ${other.image})`);
+      }
+      const existing = this.records.get(id);
+      if (existing) {
+        const difference = incompatibility(existing, spec);
+        if (difference) throw alreadyExists(`volume ${spec.volumeId} is already published at ${spec.targetPath} ${difference}`);
+        ctx.annotate({ digest: existing.digest });
+        if (await this.healthy(existing)) return {};
+        // Recorded but not (or no longer) served: a restore that failed or is still waiting.
+        await this.mountRecord(existing, this.waitBudget(ctx), ctx.signal, false);
+        return {};
+      }
+      const credentials = credentialsFromSecrets(spec.secrets, spec.reference.registry);
+      const registryOptions = this.registryOptions(credentials);
+      const resolved = await this.resolve(spec, registryOptions);
+      ctx.annotate({ digest: resolved.digest });
+      const record: PublishRecord = {
+        version: RECORD_VERSION,
+        id,
+        volumeId: spec.volumeId,
+        targetPath: spec.targetPath,
+        image: spec.image,
+        platform: spec.platform,
+        pullPolicy: spec.pullPolicy,
+        readOnly: spec.readOnly,
+        ephemeral: spec.ephemeral,
+        pod: spec.pod,
+        registry: resolved.registry,
+        repository: resolved.repository,
+        digest: resolved.digest,
+        imageKey: imageKeyOf(resolved.digest, spec.platform),
+        ...(credentials && { credentials }),
+        publishedAt: new Date().toISOString(),
+      };
+      await this.mountRecord(record, this.waitBudget(ctx), ctx.signal, true);
+      return {};
+    });
+  }
+
+  /** The tag's digest: asked of the registry (with the volume's credentials) unless IfNotPresent already knows it. */
+  private async resolve(spec: PublishSpec, registryOptions: RegistryClientOptions): Promise<{ digest: string; registry: string; repository: string }> {
+    // Keyed by the credentials too: a volume without them must not ride on another's resolution.
+    const who = registryOptions.auth ? createHash('sha256').update(JSON.stringify(registryOptions.auth)).digest('hex') : 'node';
+    const cacheKey = `${spec.reference.toString()}|${spec.platform}|${who}`;
+    const known = this.resolved.get(cacheKey);
+    if (known && (spec.pullPolicy === 'IfNotPresent' || spec.reference.digest)) return known;
+    const client = new RegistryClient(registryOptions);
+    try {
+      const manifest = await client.resolveManifest(spec.reference, platformOf(spec.platform));
+      const resolved = { digest: manifest.digest, registry: manifest.registry, repository: manifest.repository };
+      this.resolved.set(cacheKey, resolved);
+      return resolved;
+    } finally {
+      client.close();
+    }
+  }
+
+  private waitBudget(ctx: CallContext): number {
+    return Math.max(0, Math.min(this.options.indexWaitMs, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
+  }
+
+  /**
+   * Gets the record's image mounted and its target mounted. A new record is saved before the target
+   * is mounted (so that a crash in between is reconciled) and removed again if mounting fails.
+   */
+  private async mountRecord(record: PublishRecord, waitMs: number, signal: AbortSignal | undefined, isNew: boolean): Promise<void> {
+    let image: ImageMount;
+    try {
+      image = await this.options.images.acquire(this.imageRequest(record), record.id, waitMs, signal);
+    } catch (err) {
+      if (err instanceof ImageNotReady) {
+        throw new CsiError(
+          grpc.status.ABORTED,
+          `image ${record.image} (${record.digest}) is not ready yet: ${err.progress}; the work goes on in the background, retry later`,
+        );
+      }
+      throw err;
+    }
+    try {
+      if (isNew) {
+        this.records.set(record.id, record);
+        await this.options.state.saveRecord(record);
+      }
+      await this.mountTarget(record, image);
+      this.live.add(record.id);
+    } catch (err) {
+      if (isNew) await this.forget(record).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async mountTarget(record: PublishRecord, image: ImageMount): Promise<void> {
+    const target = record.targetPath;
+    // Whatever is left at the target (a bind of a dead FUSE connection) goes first.
+    await unmountAll(target);
+    const existing = await stat(target).catch(() => undefined);
+    if (existing && !existing.isDirectory()) throw invalidArgument(`target_path ${target} exists and is not a directory`);
+    await mkdir(target, { recursive: true });
+    try {
+      if (record.readOnly) {
+        await bindMount(image.mountPoint, target, true);
+      } else {
+        const dir = this.options.state.volumeDir(record.id);
+        const upper = join(dir, 'upper');
+        const work = join(dir, 'work');
+        const created = await mkdir(upper, { recursive: true });
+        await mkdir(work, { recursive: true });
+        if (created !== undefined) {
+          // overlayfs shows the upper directory's owner and mode at the root: start with the image's
+          // (a restored volume keeps whatever the pod has made of them since).
+          const root = image.handle.reader.stat('');
+          await chown(upper, root.uid, root.gid);
+          await chmod(upper, root.mode);
+        }
+        await overlayMount(image.mountPoint, upper, work, target);
+      }
+    } catch (err) {
+      await unmountAll(target).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Unpublish
+
+  private async unpublish(volumeId: string, targetPath: string, ctx: CallContext): Promise<void> {
+    await this.start();
+    await this.locks.run(lockKeys(volumeId, targetPath), async () => {
+      const record = this.records.get(StateDir.recordId(volumeId, targetPath));
+      if (record) ctx.annotate({ image: record.image, digest: record.digest });
+      else {
+        const other = this.recordAtTarget(targetPath);
+        if (other) throw notFound(`volume ${volumeId} is not published at ${targetPath} (volume ${other.volumeId} is)`);
+      }
+      await unmountAll(targetPath);
+      await removeTarget(targetPath, this.options.log);
+      if (record) await this.forget(record);
+    });
+  }
+
+  /** Drops a record: its writable layer, its file, its hold on the image. Its target must be unmounted. */
+  private async forget(record: PublishRecord): Promise<void> {
+    this.live.delete(record.id);
+    await rm(this.options.state.volumeDir(record.id), { recursive: true, force: true });
+    await this.options.state.removeRecord(record.id);
+    this.records.delete(record.id);
+    this.options.images.detach(record.imageKey, record.id);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Stats
+
+  private async stats(volumeId: string, volumePath: string): Promise<NodeGetVolumeStatsResponse> {
+    await this.start();
+    const record = this.records.get(StateDir.recordId(volumeId, volumePath));
+    if (!record) throw notFound(`volume ${volumeId} is not published at ${volumePath}`);
+    const image = this.options.images.get(record.imageKey);
+    const healthy = await this.healthy(record);
+    const imageBytes = image?.bytes ?? 0;
+    const imageInodes = image?.inodes ?? 0;
+    const usage: VolumeUsage[] = [];
+    if (record.readOnly) {
+      usage.push({ unit: 'BYTES', total: imageBytes, used: imageBytes, available: 0 });
+      usage.push({ unit: 'INODES', total: imageInodes, used: imageInodes, available: 0 });
+    } else {
+      // The image plus what the volume can still write to its layer's filesystem.
+      const fs = await statfs(this.options.state.volumesDir).catch(() => undefined);
+      const availableBytes = fs ? fs.bavail * fs.bsize : 0;
+      const availableInodes = fs ? fs.ffree : 0;
+      usage.push({ unit: 'BYTES', total: imageBytes + availableBytes, used: imageBytes, available: availableBytes });
+      usage.push({ unit: 'INODES', total: imageInodes + availableInodes, used: imageInodes, available: availableInodes });
+    }
+    return {
+      usage,
+      volume_condition: healthy
+        ? { abnormal: false, message: `image ${record.image} (${record.digest}) is mounted` }
+        : { abnormal: true, message: `image ${record.image} (${record.digest}) is not served at ${volumePath}; it is being restored, or a publish retry will restore it` },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reconciliation after a restart
+
+  private async reconcile(): Promise<void> {
+    const { state, log } = this.options;
+    await state.create();
+    const records = await state.loadRecords(log);
+    for (const record of records) this.records.set(record.id, record);
+    await this.cleanStaleMounts(records, await readMountTable());
+    // Writable layers and index files that no record or job owns any more.
+    const ids = new Set(records.map((record) => record.id));
+    for (const name of await readdir(state.volumesDir)) {
+      if (!ids.has(name)) await rm(join(state.volumesDir, name), { recursive: true, force: true });
+    }
+    for (const name of await readdir(state.indexesDir)) {
+      if (name.includes('.tmp-')) await rm(join(state.indexesDir, name), { force: true });
+    }
+    this.started = true;
+    log('info', 'state reconciled', { volumes: records.length });
+    // Each restore takes its volume's locks now, before any call can: calls for it wait.
+    this.restoring = Promise.allSettled(records.map((record) => this.restore(record))).then(() => undefined);
+  }
+
+  /**
+   * The FUSE mounts of a dead process answer ENOTCONN, and so do the binds and overlays made of
+   * them: every one is unmounted. Targets of recorded volumes are mounted again by `restore`;
+   * the others (volumes removed while no plugin ran) are removed.
+   */
+  private async cleanStaleMounts(records: readonly PublishRecord[], table: readonly MountEntry[]): Promise<void> {
+    const { state, log } = this.options;
+    const imagesPrefix = `${state.imagesDir}/`;
+    const staleImages = table.filter((entry) => entry.mountPoint.startsWith(imagesPrefix));
+    const staleDevices = new Set(staleImages.filter((entry) => entry.fsType.startsWith('fuse')).map((entry) => entry.devId));
+    const recordTargets = new Set(records.map((record) => record.targetPath));
+    const targets = new Set<string>();
+    for (const entry of table) {
+      if (entry.mountPoint.startsWith(imagesPrefix)) continue;
+      const bindOfImage = entry.fsType.startsWith('fuse') && staleDevices.has(entry.devId);
+      const overlayOfImage = entry.fsType === 'overlay' && entry.superOptions.includes(`lowerdir=${imagesPrefix}`);
+      if (bindOfImage || overlayOfImage) targets.add(entry.mountPoint);
+    }
+    // Deepest first, so that nothing stacked inside a target is left behind.
+    for (const target of [...targets].sort((a, b) => b.length - a.length)) {
+      try {
+        await unmountAll(target);
+        if (!recordTargets.has(target)) {
+          await removeTarget(target, log);
+          log('info', 'removed the target of a volume that is no longer recorded', { target_path: target });
+        }
+      } catch (err) {
+        log('error', 'cannot clean a stale target mount', { target_path: target, error: describeError(err) });
+      }
+    }
+    for (const entry of [...staleImages].sort((a, b) => b.mountPoint.length - a.mountPoint.length)) {
+      await detachFuse(entry.mountPoint);
+      log('info', 'detached a stale image mount', { mount_point: entry.mountPoint });
+    }
+    for (const name of await readdir(state.imagesDir)) {
+      await rmdir(join(state.imagesDir, name)).catch(() => undefined);
+    }
+  }
+
+  private async restore(record: PublishRecord): Promise<void> {
+    const { log } = this.options;
+    const fields = { volume_id: record.volumeId, target_path: record.targetPath, image: record.image };
+    if (!(await exists(dirname(record.targetPath)))) {
+      // kubelet removed the pod's directory: the volume is gone.
+      await this.locks.run(lockKeys(record.volumeId, record.targetPath), async () => {
+        if (this.records.get(record.id) === record) await this.forget(record);
+      });
+      log('info', 'dropped a volume whose target directory is gone', fields);
+      return;
+    }
+    let image: ImageMount;
+    try {
+      // Not under the volume's lock: indexing may take long, and calls for the volume must not queue
+      // behind it (a publish joins the same job; an unpublish goes ahead).
+      image = await this.options.images.acquire(this.imageRequest(record), record.id, Infinity);
+    } catch (err) {
+      log('error', 'cannot restore a volume: its image cannot be mounted; a publish retry tries again', { ...fields, error: describeError(err) });
+      return;
+    }
+    await this.locks.run(lockKeys(record.volumeId, record.targetPath), async () => {
+      if (this.records.get(record.id) !== record) {
+        this.options.images.detach(record.imageKey, record.id);
+        return;
+      }
+      if (this.live.has(record.id)) return;
+      try {
+        await this.mountTarget(record, image);
+        this.live.add(record.id);
+        log('info', 'volume restored', fields);
+      } catch (err) {
+        log('error', 'cannot restore a volume; a publish retry tries again', { ...fields, error: describeError(err) });
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private async healthy(record: PublishRecord): Promise<boolean> {
+    return this.live.has(record.id) && this.options.images.get(record.imageKey) !== undefined && (await isMountPoint(record.targetPath));
+  }
+
+  private recordAtTarget(targetPath: string): PublishRecord | undefined {
+    for (const record of this.records.values()) if (record.targetPath === targetPath) return record;
+    return undefined;
+  }
+
+  private registryOptions(credentials: RegistryCredentials | undefined): RegistryClientOptions {
+    const { registry } = this.options;
+    return {
+      ...(credentials && { auth: credentials }),
+      insecureRegistries: registry.insecureRegistries,
+      caCertificates: registry.caCertificates,
+      ...(registry.dockerConfigPath !== undefined && { dockerConfigPath: registry.dockerConfigPath }),
+    };
+  }
+
+  private imageRequest(record: PublishRecord): ImageRequest {
+    return {
+      key: record.imageKey,
+      image: record.image,
+      registry: record.registry,
+      repository: record.repository,
+      digest: record.digest,
+      platform: record.platform,
+      registryOptions: this.registryOptions(record.credentials),
+    };
+  }
+}
+
+/** Why an existing publication differs from a new request for the same volume and target. */
+function incompatibility(record: PublishRecord, spec: PublishSpec): string | undefined {
+  if (record.image !== spec.image) return `with image ${record.image}, not ${spec.image}`;
+  if (record.platform !== spec.platform) return `for platform ${record.platform}, not ${spec.platform}`;
+  if (record.readOnly !== spec.readOnly) return record.readOnly ? 'read-only, not writable' : 'writable, not read-only';
+  return undefined;
+}
+
+function lockKeys(volumeId: string, targetPath: string): string[] {
+  return [`volume:${volumeId}`, `target:${targetPath}`];
+}
+
+function platformOf(platform: string): Platform {
+  const [os, architecture, variant] = platform.split('/') as [string, string, string | undefined];
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
+/**
+ * Removes the (unmounted) target directory. Never recursively: what is left inside an unmounted
+ * target is not ours to delete.
+ */
+async function removeTarget(targetPath: string, log: Logger): Promise<void> {
+  try {
+    await rmdir(targetPath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      log('warn', 'target path is not empty after unmounting; left in place', { target_path: targetPath });
+      return;
+    }
+    if (code === 'ENOTDIR') throw invalidArgument(`target_path ${targetPath} is not a directory`);
+    throw err;
+  }
+}

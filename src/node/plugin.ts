@@ -1,0 +1,126 @@
+/**
+ * The node plugin process: the CSI gRPC server (Identity + Node) on a unix socket, the image
+ * mounts it serves through FUSE in this very process, and the metrics/health HTTP endpoint.
+ */
+import { resolve } from 'node:path';
+import { ClipMetrics, describeError } from '../clipcore/index.js';
+import { identityService, type Readiness } from '../csi/identity.js';
+import type { Logger } from '../csi/log.js';
+import { startCsiServer, type CsiServer } from '../csi/server.js';
+import { startHealthServer, type HealthServer } from './http-server.js';
+import { ImageManager } from './images.js';
+import { NodeMetrics } from './metrics.js';
+import { NodeVolumes, type RegistrySettings } from './node-volumes.js';
+import { checkReadiness } from './readiness.js';
+import { S3IndexStore, type S3IndexSettings } from './s3-index.js';
+import { StateDir } from './state.js';
+
+export interface NodePluginOptions {
+  endpoint: string;
+  nodeId: string;
+  driverName: string;
+  version: string;
+  stateDir: string;
+  cacheDir: string;
+  cacheMaxBytes: number;
+  /** Share image indexes through this bucket (fetch before indexing, upload after). */
+  s3?: S3IndexSettings;
+  /** `:9100`, `127.0.0.1:0`...; no HTTP endpoint when undefined. */
+  metricsAddr?: string;
+  imageGraceSeconds: number;
+  indexWaitSeconds: number;
+  registry: RegistrySettings;
+  log: Logger;
+}
+
+export interface NodePlugin {
+  readonly socketPath: string;
+  readonly metricsAddress?: string;
+  readonly volumes: NodeVolumes;
+  readiness(): Promise<Readiness>;
+  /**
+   * Stops serving: no new calls, calls in flight finish. Image mounts that volumes use and the
+   * volumes' target mounts stay in place (the next process re-binds them).
+   */
+  stop(): Promise<void>;
+}
+
+export async function startNodePlugin(options: NodePluginOptions): Promise<NodePlugin> {
+  const { log } = options;
+  const state = new StateDir(options.stateDir);
+  const cacheDir = resolve(options.cacheDir);
+  let images: ImageManager | undefined;
+  let volumes: NodeVolumes | undefined;
+  const metrics = new NodeMetrics({ volumes: () => volumes?.volumeCount ?? 0, imageMounts: () => images?.mountCount ?? 0 });
+  images = new ImageManager({
+    state,
+    graceMs: options.imageGraceSeconds * 1000,
+    log,
+    metrics,
+    // Every image mount shares the node's disk cache and reports into the same registry.
+    mountExtras: { cacheDir, cacheMaxBytes: options.cacheMaxBytes, metrics: new ClipMetrics(metrics.registry), logger: log },
+    ...(options.s3 && { s3: new S3IndexStore(options.s3) }),
+  });
+  volumes = new NodeVolumes({
+    nodeId: options.nodeId,
+    state,
+    images,
+    registry: options.registry,
+    indexWaitMs: options.indexWaitSeconds * 1000,
+    log,
+  });
+  const nodeVolumes = volumes;
+  const readiness = (): Promise<Readiness> =>
+    checkReadiness({ stateDir: state.root, cacheDir, started: () => nodeVolumes.startupProblem() });
+
+  let server: CsiServer | undefined;
+  let health: HealthServer | undefined;
+  try {
+    // The socket first: binding it proves no other plugin process serves this node (it refuses a
+    // socket something answers on), and only then may this one take over the state directory.
+    server = await startCsiServer({
+      endpoint: options.endpoint,
+      identity: identityService({ driverName: options.driverName, version: options.version, readiness }),
+      node: nodeVolumes.service(),
+      log,
+      onCall: ({ method, codeName, seconds }) => metrics.call(method, codeName, seconds),
+    });
+    const starting = nodeVolumes.start();
+    starting.catch(() => undefined);
+    if (options.metricsAddr !== undefined) health = await startHealthServer(options.metricsAddr, metrics, readiness, log);
+    await starting;
+  } catch (err) {
+    log('error', 'node plugin failed to start', { error: describeError(err) });
+    await server?.stop(1000);
+    await health?.close();
+    await images.close();
+    throw err;
+  }
+  const csi = server;
+  const imageManager = images;
+  let stopped: Promise<void> | undefined;
+  log('info', 'node plugin started', {
+    driver: options.driverName,
+    version: options.version,
+    node_id: options.nodeId,
+    socket: csi.socketPath,
+    state_dir: state.root,
+    cache_dir: cacheDir,
+    ...(options.s3 && { s3_indexes: `s3://${options.s3.bucket}/${options.s3.prefix}` }),
+    ...(health && { metrics: health.address }),
+  });
+  return {
+    socketPath: csi.socketPath,
+    ...(health && { metricsAddress: health.address }),
+    volumes: nodeVolumes,
+    readiness,
+    stop() {
+      stopped ??= (async () => {
+        await csi.stop();
+        await imageManager.close();
+        await health?.close();
+      })();
+      return stopped;
+    },
+  };
+}

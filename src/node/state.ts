@@ -1,0 +1,164 @@
+/**
+ * The node plugin's state directory:
+ *
+ *   <state>/records/<id>.json   one publish record per (volume id, target path), mode 0600
+ *   <state>/volumes/<id>/       upper and work directories of a writable volume's overlay
+ *   <state>/images/<key>/       the one FUSE mount of each image (digest + platform)
+ *   <state>/indexes/<key>.clip  the node-local index cache
+ *
+ * Records are written atomically (temporary file, fsync, rename), so a crash leaves either the old
+ * record or the new one, never half of one.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ClipError } from '../clipcore/index.js';
+import type { Logger } from '../csi/log.js';
+import type { RegistryCredentials } from './credentials.js';
+import type { PodInfo, PullPolicy } from './volume-spec.js';
+
+export const RECORD_VERSION = 1;
+
+export interface PublishRecord {
+  version: number;
+  id: string;
+  volumeId: string;
+  targetPath: string;
+  image: string;
+  platform: string;
+  pullPolicy: PullPolicy;
+  readOnly: boolean;
+  ephemeral: boolean;
+  pod: PodInfo;
+  /** Where the image was found: registry host and repository. */
+  registry: string;
+  repository: string;
+  /** The image manifest's digest the tag resolved to at publish time. */
+  digest: string;
+  imageKey: string;
+  /**
+   * Credentials from the volume's secret, kept so that the image can be mounted again (and its
+   * bytes fetched) after a plugin restart, when no publish call brings the secret again.
+   */
+  credentials?: RegistryCredentials;
+  publishedAt: string;
+}
+
+export class StateDir {
+  readonly root: string;
+  readonly recordsDir: string;
+  readonly volumesDir: string;
+  readonly imagesDir: string;
+  readonly indexesDir: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    if (/[,:]/.test(this.root)) {
+      // overlayfs options cannot carry these characters (lowerdir/upperdir live under the state dir).
+      throw new ClipError('INVALID_ARGUMENT', `state directory ${this.root} may not contain ',' or ':'`);
+    }
+    this.recordsDir = join(this.root, 'records');
+    this.volumesDir = join(this.root, 'volumes');
+    this.imagesDir = join(this.root, 'images');
+    this.indexesDir = join(this.root, 'indexes');
+  }
+
+  async create(): Promise<void> {
+    for (const dir of [this.root, this.recordsDir, this.volumesDir, this.imagesDir, this.indexesDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+  }
+
+  /** One record per (volume, target): the same volume may be published at several targets. */
+  static recordId(volumeId: string, targetPath: string): string {
+    return createHash('sha256').update(volumeId).update('\0').update(targetPath).digest('hex').slice(0, 32);
+  }
+
+  volumeDir(id: string): string {
+    return join(this.volumesDir, id);
+  }
+
+  imageMountPoint(imageKey: string): string {
+    return join(this.imagesDir, imageKey);
+  }
+
+  indexPath(imageKey: string): string {
+    return join(this.indexesDir, `${imageKey}.clip`);
+  }
+
+  async loadRecords(log: Logger): Promise<PublishRecord[]> {
+    const records: PublishRecord[] = [];
+    for (const name of await readdir(this.recordsDir)) {
+      const path = join(this.recordsDir, name);
+      if (name.includes('.tmp-')) {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (!name.endsWith('.json')) continue;
+      try {
+        const record = parseRecord(await readFile(path, 'utf8'));
+        if (record.id !== name.slice(0, -'.json'.length)) throw new Error('its id does not match its file name');
+        records.push(record);
+      } catch (err) {
+        log('error', 'ignoring an unreadable publish record', { file: path, error: (err as Error).message });
+      }
+    }
+    return records;
+  }
+
+  async saveRecord(record: PublishRecord): Promise<void> {
+    const path = join(this.recordsDir, `${record.id}.json`);
+    const temporary = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const file = await open(temporary, 'wx', 0o600);
+    try {
+      await file.writeFile(`${JSON.stringify(record, null, 2)}\n`);
+      await file.sync();
+    } catch (err) {
+      await file.close();
+      await unlink(temporary).catch(() => undefined);
+      throw err;
+    }
+    await file.close();
+    await rename(temporary, path);
+    await syncDir(this.recordsDir);
+  }
+
+  async removeRecord(id: string): Promise<void> {
+    await rm(join(this.recordsDir, `${id}.json`), { force: true });
+    await syncDir(this.recordsDir);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => undefined);
+  if (!handle) return;
+  try {
+    await handle.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic.
+  } finally {
+    await handle.close();
+  }
+}
+
+function parseRecord(text: string): PublishRecord {
+  const value: unknown = JSON.parse(text);
+  if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
+  const record = value as Partial<PublishRecord>;
+  if (record.version !== RECORD_VERSION) throw new Error(`unknown record version ${String(record.version)}`);
+  for (const field of ['id', 'volumeId', 'targetPath', 'image', 'platform', 'registry', 'repository', 'digest', 'imageKey'] as const) {
+    if (typeof record[field] !== 'string' || record[field] === '') throw new Error(`field ${field} is missing`);
+  }
+  if (typeof record.readOnly !== 'boolean') throw new Error('field readOnly is missing');
+  return {
+    ...(record as PublishRecord),
+    pullPolicy: record.pullPolicy === 'Always' ? 'Always' : 'IfNotPresent',
+    ephemeral: record.ephemeral === true,
+    pod: record.pod ?? {},
+  };
+}
+
+/** `sha256:ab…` + `linux/arm64/v8` → `sha256-ab…-linux-arm64-v8`: safe in paths and overlay options. */
+export function imageKeyOf(digest: string, platform: string): string {
+  return `${digest.replace(':', '-')}-${platform.replaceAll('/', '-')}`.replace(/[^A-Za-z0-9._-]/g, '_');
+}

@@ -1,0 +1,149 @@
+/** The CSI driver's pure pieces: error mapping, secrets, request validation, endpoints, locking. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import grpc from '@grpc/grpc-js';
+import { ClipError, type ClipErrorCode } from '../src/clipcore/index.js';
+import { CsiError, toGrpcError } from '../src/csi/errors.js';
+import { checkDriverName } from '../src/csi/identity.js';
+import { socketPathOf } from '../src/csi/server.js';
+import type { NodePublishVolumeRequest } from '../src/csi/types.js';
+import { credentialsFromSecrets } from '../src/node/credentials.js';
+import { parseListenAddress } from '../src/node/http-server.js';
+import { KeyedLock } from '../src/node/keyed-lock.js';
+import { imageKeyOf } from '../src/node/state.js';
+import { parsePublishRequest } from '../src/node/volume-spec.js';
+
+describe('error mapping at the gRPC edge', () => {
+  const cases: Array<[ClipErrorCode, grpc.status]> = [
+    ['INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT],
+    ['INVALID_REFERENCE', grpc.status.INVALID_ARGUMENT],
+    ['IMAGE_NOT_FOUND', grpc.status.NOT_FOUND],
+    ['NOT_FOUND', grpc.status.NOT_FOUND],
+    ['UNAUTHORIZED', grpc.status.UNAUTHENTICATED],
+    ['FORBIDDEN', grpc.status.PERMISSION_DENIED],
+    ['UNAVAILABLE', grpc.status.UNAVAILABLE],
+    ['UNSUPPORTED_MEDIA_TYPE', grpc.status.FAILED_PRECONDITION],
+    ['DIGEST_MISMATCH', grpc.status.DATA_LOSS],
+    ['CORRUPT', grpc.status.INTERNAL],
+    ['MOUNT_FAILED', grpc.status.INTERNAL],
+  ];
+  for (const [clip, code] of cases) {
+    it(`${clip} → ${grpc.status[code]}`, () => {
+      const mapped = toGrpcError(new ClipError(clip, `something ${clip}`));
+      assert.equal(mapped.code, code);
+      assert.equal(mapped.codeName, grpc.status[code]);
+      assert.equal(mapped.message, `something ${clip}`);
+      assert.equal(mapped.clipCode, clip);
+    });
+  }
+  it('CsiError keeps its code; anything else is INTERNAL', () => {
+    assert.equal(toGrpcError(new CsiError(grpc.status.ALREADY_EXISTS, 'x')).code, grpc.status.ALREADY_EXISTS);
+    const other = toGrpcError(new TypeError('boom'));
+    assert.equal(other.code, grpc.status.INTERNAL);
+    assert.match(other.message, /boom/);
+  });
+});
+
+describe('credentials from a nodePublishSecretRef', () => {
+  const auth = (user: string, password: string): string => Buffer.from(`${user}:${password}`).toString('base64');
+  it('reads .dockerconfigjson auths by registry, whatever the key style', () => {
+    const secrets = { '.dockerconfigjson': JSON.stringify({ auths: { 'https://reg.example:5000/v1/': { auth: auth('u', 'p:w') } } }) };
+    assert.deepEqual(credentialsFromSecrets(secrets, 'reg.example:5000'), { username: 'u', password: 'p:w' });
+    assert.equal(credentialsFromSecrets(secrets, 'other.example'), undefined);
+  });
+  it('maps Docker Hub aliases together, reads username/password and registrytoken entries', () => {
+    const secrets = {
+      '.dockerconfigjson': JSON.stringify({
+        auths: { 'https://index.docker.io/v1/': { username: 'hub', password: 'pw' }, 'tok.example': { registrytoken: 't0k' } },
+      }),
+    };
+    assert.deepEqual(credentialsFromSecrets(secrets, 'registry-1.docker.io'), { username: 'hub', password: 'pw' });
+    assert.deepEqual(credentialsFromSecrets(secrets, 'tok.example'), { token: 't0k' });
+  });
+  it('reads the legacy .dockercfg and plain username/password keys', () => {
+    assert.deepEqual(credentialsFromSecrets({ '.dockercfg': JSON.stringify({ 'r.example': { auth: auth('a', 'b') } }) }, 'r.example'), { username: 'a', password: 'b' });
+    assert.deepEqual(credentialsFromSecrets({ username: 'x', password: 'y' }, 'any'), { username: 'x', password: 'y' });
+  });
+  it('rejects malformed secrets without echoing them', () => {
+    assert.throws(
+      () => credentialsFromSecrets({ '.dockerconfigjson': '{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}' }, 'r'),
+      (err: CsiError) => err.code === grpc.status.INVALID_ARGUMENT && !err.message.includes('bm9jb2xvbg'),
+    );
+    assert.throws(() => credentialsFromSecrets({ '.dockerconfigjson': 'secret-text' }, 'r'), (err: CsiError) => !err.message.includes('secret-text'));
+  });
+});
+
+describe('NodePublishVolume validation', () => {
+  const request = (overrides: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest => ({
+    volume_id: 'v',
+    publish_context: {},
+    staging_target_path: '',
+    target_path: '/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/v/mount',
+    volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' },
+    readonly: false,
+    secrets: {},
+    volume_context: { image: 'alpine:3.20', 'csi.storage.k8s.io/ephemeral': 'true' },
+    ...overrides,
+  });
+  it('kubelet inline volumes: SINGLE_NODE_WRITER with readonly=false is writable, readonly=true is not', () => {
+    assert.equal(parsePublishRequest(request()).readOnly, false);
+    assert.equal(parsePublishRequest(request({ readonly: true })).readOnly, true);
+  });
+  it('reader access modes and the ro mount flag mean read-only', () => {
+    const capability = (mode: 'MULTI_NODE_READER_ONLY' | 'SINGLE_NODE_READER_ONLY', flags: string[] = []) => ({
+      mount: { fs_type: '', mount_flags: flags, volume_mount_group: '' },
+      access_mode: { mode },
+    });
+    assert.equal(parsePublishRequest(request({ volume_capability: capability('MULTI_NODE_READER_ONLY') })).readOnly, true);
+    assert.equal(parsePublishRequest(request({ volume_capability: capability('SINGLE_NODE_READER_ONLY') })).readOnly, true);
+  });
+  it('pullPolicy: Kubernetes defaults (Always for latest or no tag, else IfNotPresent)', () => {
+    const policy = (image: string, pullPolicy?: string): string =>
+      parsePublishRequest(request({ volume_context: { image, ...(pullPolicy && { pullPolicy }) } })).pullPolicy;
+    assert.equal(policy('alpine'), 'Always');
+    assert.equal(policy('alpine:latest'), 'Always');
+    assert.equal(policy('alpine:3.20'), 'IfNotPresent');
+    assert.equal(policy(`alpine@sha256:${'a'.repeat(64)}`), 'IfNotPresent');
+    assert.equal(policy('alpine:3.20', 'Always'), 'Always');
+  });
+  it('a static PV may use an image reference as its handle', () => {
+    const spec = parsePublishRequest(request({ volume_id: 'registry.example/app:1', volume_context: {} }));
+    assert.equal(spec.image, 'registry.example/app:1');
+    assert.equal(spec.ephemeral, false);
+  });
+  it('keeps pod information', () => {
+    const spec = parsePublishRequest(
+      request({ volume_context: { image: 'alpine:3.20', 'csi.storage.k8s.io/pod.name': 'web', 'csi.storage.k8s.io/pod.namespace': 'prod', 'csi.storage.k8s.io/pod.uid': 'u1' } }),
+    );
+    assert.deepEqual(spec.pod, { name: 'web', namespace: 'prod', uid: 'u1' });
+  });
+});
+
+describe('small parsers and the keyed lock', () => {
+  it('endpoints, listen addresses, driver names, image keys', () => {
+    assert.equal(socketPathOf('unix:///csi/csi.sock'), '/csi/csi.sock');
+    assert.equal(socketPathOf('unix:/csi/csi.sock'), '/csi/csi.sock');
+    assert.throws(() => socketPathOf('tcp://127.0.0.1:1'), /unix/);
+    assert.deepEqual(parseListenAddress(':9100'), { host: undefined, port: 9100 });
+    assert.deepEqual(parseListenAddress('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseListenAddress('[::1]:9100'), { host: '::1', port: 9100 });
+    assert.throws(() => parseListenAddress('9100'));
+    assert.equal(checkDriverName('clip.csi.dev'), 'clip.csi.dev');
+    assert.throws(() => checkDriverName('-bad'));
+    assert.throws(() => checkDriverName('x'.repeat(64)));
+    assert.equal(imageKeyOf(`sha256:${'0'.repeat(64)}`, 'linux/arm64/v8'), `sha256-${'0'.repeat(64)}-linux-arm64-v8`);
+  });
+  it('runs work for one key one after another, other keys alongside', async () => {
+    const lock = new KeyedLock();
+    const order: string[] = [];
+    const step = (name: string, ms: number) => async () => {
+      order.push(`${name}+`);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      order.push(`${name}-`);
+    };
+    await Promise.all([lock.run(['a'], step('a1', 30)), lock.run(['a'], step('a2', 1)), lock.run(['b'], step('b1', 1))]);
+    assert.ok(order.indexOf('a1-') < order.indexOf('a2+'), order.join(' '));
+    assert.ok(order.indexOf('b1-') < order.indexOf('a1-'), order.join(' '));
+    assert.equal(lock.busy('a'), false);
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * A CSI client that calls the plugin the way kubelet does: gRPC over the unix socket, with
+ * messages from the same csi.proto, loaded with the same proto-loader options.
+ */
+import assert from 'node:assert/strict';
+import grpc from '@grpc/grpc-js';
+import { csiServiceDefinitions } from '../../src/csi/server.js';
+import type {
+  GetPluginCapabilitiesResponse,
+  GetPluginInfoResponse,
+  NodeGetCapabilitiesResponse,
+  NodeGetInfoResponse,
+  NodeGetVolumeStatsRequest,
+  NodeGetVolumeStatsResponse,
+  NodePublishVolumeRequest,
+  NodeUnpublishVolumeRequest,
+  ProbeResponse,
+  StringMap,
+  VolumeCapability,
+} from '../../src/csi/types.js';
+
+type UnaryMethod = (
+  request: unknown,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response?: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+/** Requests as a test writes them: any field may be left out (proto3 defaults apply). */
+export type PublishRequest = Partial<Omit<NodePublishVolumeRequest, 'volume_capability'>> & { volume_capability?: VolumeCapability | null };
+
+export interface CsiClient {
+  GetPluginInfo(): Promise<GetPluginInfoResponse>;
+  GetPluginCapabilities(): Promise<GetPluginCapabilitiesResponse>;
+  Probe(): Promise<ProbeResponse>;
+  NodeGetCapabilities(): Promise<NodeGetCapabilitiesResponse>;
+  NodeGetInfo(): Promise<NodeGetInfoResponse>;
+  NodePublishVolume(request: PublishRequest, timeoutMs?: number): Promise<Record<string, never>>;
+  NodeUnpublishVolume(request: Partial<NodeUnpublishVolumeRequest>, timeoutMs?: number): Promise<Record<string, never>>;
+  NodeGetVolumeStats(request: Partial<NodeGetVolumeStatsRequest>): Promise<NodeGetVolumeStatsResponse>;
+  NodeStageVolume(request: Record<string, unknown>): Promise<Record<string, never>>;
+  close(): void;
+}
+
+export async function connectCsi(socketPath: string): Promise<CsiClient> {
+  const { Identity, Node } = await csiServiceDefinitions();
+  const address = `unix:${socketPath}`;
+  const identity = new Identity(address, grpc.credentials.createInsecure());
+  const node = new Node(address, grpc.credentials.createInsecure());
+  const call = <Res>(client: grpc.Client, method: string, request: unknown, timeoutMs = 150_000): Promise<Res> =>
+    new Promise((resolve, reject) => {
+      const fn = (client as unknown as Record<string, UnaryMethod>)[method];
+      assert.ok(fn, `no method ${method}`);
+      fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+        if (err) reject(err);
+        else resolve(response as Res);
+      });
+    });
+  return {
+    GetPluginInfo: () => call(identity, 'GetPluginInfo', {}),
+    GetPluginCapabilities: () => call(identity, 'GetPluginCapabilities', {}),
+    Probe: () => call(identity, 'Probe', {}),
+    NodeGetCapabilities: () => call(node, 'NodeGetCapabilities', {}),
+    NodeGetInfo: () => call(node, 'NodeGetInfo', {}),
+    NodePublishVolume: (request, timeoutMs) => call(node, 'NodePublishVolume', request, timeoutMs),
+    NodeUnpublishVolume: (request, timeoutMs) => call(node, 'NodeUnpublishVolume', request, timeoutMs),
+    NodeGetVolumeStats: (request) => call(node, 'NodeGetVolumeStats', request),
+    NodeStageVolume: (request) => call(node, 'NodeStageVolume', request),
+    close: () => {
+      identity.close();
+      node.close();
+    },
+  };
+}
+
+/** Asserts a call fails with `code` (and a message matching `message`); returns the error. */
+export async function expectGrpcError(promise: Promise<unknown>, code: grpc.status, message?: RegExp): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (err) {
+    const error = err as grpc.ServiceError;
+    assert.equal(
+      grpc.status[error.code],
+      grpc.status[code],
+      `expected ${grpc.status[code]}, got ${grpc.status[error.code]}: ${error.details}`,
+    );
+    if (message) assert.match(error.details, message);
+    return error;
+  }
+  assert.fail(`expected ${grpc.status[code]}, but the call succeeded`);
+}
+
+export const MOUNT_CAPABILITY = (mode: NonNullable<VolumeCapability['access_mode']>['mode'] = 'SINGLE_NODE_WRITER'): VolumeCapability => ({
+  mount: { fs_type: '', mount_flags: [], volume_mount_group: '' },
+  access_mode: { mode },
+});
+
+/** The volume_context kubelet sends for a CSI inline ephemeral volume (podInfoOnMount on). */
+export function ephemeralContext(image: string, pod: { name: string; namespace?: string; uid: string }, extra: StringMap = {}): StringMap {
+  return {
+    image,
+    'csi.storage.k8s.io/ephemeral': 'true',
+    'csi.storage.k8s.io/pod.name': pod.name,
+    'csi.storage.k8s.io/pod.namespace': pod.namespace ?? 'default',
+    'csi.storage.k8s.io/pod.uid': pod.uid,
+    'csi.storage.k8s.io/serviceAccount.name': 'default',
+    ...extra,
+  };
+}
