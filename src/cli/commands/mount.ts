@@ -41,10 +41,13 @@ export function registerMount(program: Command): void {
       await handle.start();
       logJson('info', 'mounted', { archive: file, mountPoint: handle.mountPoint });
       await new Promise<void>((resolve) => {
+        let stopping = false;
+        // Handlers stay installed: a second signal while unmounting must not kill the process
+        // before the mount is gone.
         const stop = (signal: NodeJS.Signals): void => {
+          if (stopping) return;
+          stopping = true;
           logJson('info', 'unmounting', { mountPoint: handle.mountPoint, signal });
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
           handle.unmount().then(resolve, (err: Error) => {
             logJson('error', 'unmount failed', { mountPoint: handle.mountPoint, error: err.message });
             resolve();
