@@ -31,3 +31,4 @@ export {
   type SpanRef,
 } from './cache/index.js';
 export { ClipMetrics, METRICS, jsonLogger, silentLogger, type CacheTier, type ClipLogger, type LogLevel, type OriginKind } from './metrics/index.js';
+export { readMountTable, forceUnmount, type MountEntry } from './fuse/mount-table.js';

@@ -5,48 +5,10 @@
  * a mount whose FUSE server died).
  */
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ClipError } from '../clipcore/index.js';
+import { ClipError, readMountTable, type MountEntry } from '../clipcore/index.js';
 
-export interface MountEntry {
-  readonly id: number;
-  readonly parentId: number;
-  /** `major:minor` of the filesystem: a bind mount has its source's. */
-  readonly devId: string;
-  readonly root: string;
-  readonly mountPoint: string;
-  readonly fsType: string;
-  readonly source: string;
-  readonly superOptions: string;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeField(field: string): string {
-  const text = field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-  return Buffer.from(text, 'latin1').toString('utf8');
-}
-
-export async function readMountTable(): Promise<MountEntry[]> {
-  const text = await readFile('/proc/self/mountinfo', 'latin1');
-  const entries: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const separator = fields.indexOf('-');
-    if (separator < 6 || fields.length < separator + 4) continue;
-    entries.push({
-      id: Number(fields[0]),
-      parentId: Number(fields[1]),
-      devId: fields[2] as string,
-      root: unescapeField(fields[3] as string),
-      mountPoint: unescapeField(fields[4] as string),
-      fsType: fields[separator + 1] as string,
-      source: unescapeField(fields[separator + 2] as string),
-      superOptions: fields[separator + 3] as string,
-    });
-  }
-  return entries;
-}
+export { readMountTable, type MountEntry };
 
 export async function mountsAt(path: string): Promise<MountEntry[]> {
   const target = resolve(path);

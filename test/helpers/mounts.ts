@@ -1,8 +1,8 @@
-import { forceUnmount, listMounts } from '../../src/clipcore/fuse/mount-table.js';
+import { forceUnmount, readMountTable } from '../../src/clipcore/fuse/mount-table.js';
 
 /** Mount points of FUSE filesystems under a prefix: tests assert none is left behind. */
 export async function fuseMountsUnder(prefix: string): Promise<string[]> {
-  return (await listMounts())
+  return (await readMountTable())
     .filter((mount) => mount.fsType.startsWith('fuse') && mount.mountPoint.startsWith(prefix))
     .map((mount) => mount.mountPoint);
 }

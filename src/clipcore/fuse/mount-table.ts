@@ -7,33 +7,53 @@ import { resolve } from 'node:path';
  * asynchronous: a blocking child process in a process that serves a FUSE mount deadlocks.
  */
 
-/** Unescapes the octal escapes (\040 for space, ...) that mountinfo uses in paths. */
-function unescapeMountPath(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+/** mountinfo escapes space, tab, newline and backslash as octal; names are UTF-8 bytes. */
+function unescapeField(field: string): string {
+  const text = field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return Buffer.from(text, 'latin1').toString('utf8');
 }
 
-export interface MountInfo {
+/** One line of /proc/self/mountinfo. */
+export interface MountEntry {
+  readonly id: number;
+  readonly parentId: number;
+  /** `major:minor` of the filesystem: a bind mount has its source's. */
+  readonly devId: string;
+  readonly root: string;
   readonly mountPoint: string;
   readonly fsType: string;
   readonly source: string;
+  readonly superOptions: string;
 }
 
-export async function listMounts(): Promise<MountInfo[]> {
+/**
+ * The mount table, read from /proc/self/mountinfo (never with stat, which fails with ENOTCONN on
+ * a mount whose FUSE server died).
+ */
+export async function readMountTable(): Promise<MountEntry[]> {
   const text = await readFile('/proc/self/mountinfo', 'latin1');
-  const mounts: MountInfo[] = [];
+  const entries: MountEntry[] = [];
   for (const line of text.split('\n')) {
     const fields = line.split(' ');
     const separator = fields.indexOf('-');
-    if (separator < 0 || fields.length < separator + 3) continue;
-    const mountPoint = Buffer.from(unescapeMountPath(fields[4] as string), 'latin1').toString('utf8');
-    mounts.push({ mountPoint, fsType: fields[separator + 1] as string, source: fields[separator + 2] as string });
+    if (separator < 6 || fields.length < separator + 4) continue;
+    entries.push({
+      id: Number(fields[0]),
+      parentId: Number(fields[1]),
+      devId: fields[2] as string,
+      root: unescapeField(fields[3] as string),
+      mountPoint: unescapeField(fields[4] as string),
+      fsType: fields[separator + 1] as string,
+      source: unescapeField(fields[separator + 2] as string),
+      superOptions: fields[separator + 3] as string,
+    });
   }
-  return mounts;
+  return entries;
 }
 
 export async function isMountPoint(path: string): Promise<boolean> {
   const target = resolve(path);
-  return (await listMounts()).some((mount) => mount.mountPoint === target);
+  return (await readMountTable()).some((mount) => mount.mountPoint === target);
 }
 
 /**
