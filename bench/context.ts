@@ -1,0 +1,35 @@
+/** What every measurement gets: options, where to record, the registry path and the pushed images. */
+import type { RegistryHandle } from '../test/harness/registry.js';
+import type { BenchOptions } from './options.js';
+import type { Proxies } from './proxies.js';
+import type { BenchImage, CachedLayer } from './images.js';
+import type { Results } from './results.js';
+
+export interface PushedBenchImage {
+  readonly image: BenchImage;
+  /** Reference through the proxies (`127.0.0.1:PORT/repo:tag`): what clip and skopeo use. */
+  readonly ref: string;
+  readonly digest: string;
+  /** Where an index of it (default settings) was written during setup. */
+  readonly clipPath: string;
+}
+
+export interface PushedLayerImage {
+  readonly layer: CachedLayer;
+  readonly ref: string;
+}
+
+export interface BenchContext {
+  readonly options: BenchOptions;
+  readonly results: Results;
+  /** Scratch directory of this run (indexes, skopeo layouts, bundles, mount points). */
+  readonly workDir: string;
+  readonly registry: RegistryHandle;
+  readonly proxies: Proxies;
+  readonly debian: PushedBenchImage;
+  /** Each layer of the debian image and the synthetic layer as a one-layer image. */
+  readonly layerImages: readonly PushedLayerImage[];
+  readonly synthetic: PushedBenchImage;
+  /** Figures one measurement leaves for another's comparison. */
+  readonly shared: { fullPullMs: number[] };
+}

@@ -1,0 +1,62 @@
+/**
+ * Child process of the FUSE measurement: 4 KiB preads through a clip mount and from a local copy of
+ * the same bytes. It is a separate process so that its blocking reads never stall the FUSE server
+ * (which runs in yet another process, `clip mount`). Prints one JSON object.
+ *
+ * For each pair (a, b) of offsets in one layer span: a cold read at `a` (the span is fetched and
+ * inflated), a pause, then at `b` (same span, 1 MiB away, beyond the kernel's readahead: served
+ * from clip's memory cache), then `b` again (the kernel's page cache); then the local file at `b` (cold: the
+ * parent dropped its pages first) and again (warm). Every mounted read is compared with the local one.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+
+export interface ReaderJob {
+  readonly reads: ReadonlyArray<{ readonly mounted: string; readonly local: string; readonly a: number; readonly b: number }>;
+  readonly bytes: number;
+  /** Pause after the cold read, so that work it started in the background (read-ahead, cache writes) is over. */
+  readonly settleMs: number;
+}
+
+export interface ReaderOutput {
+  coldSpan: number[];
+  clipCache: number[];
+  pageCache: number[];
+  localCold: number[];
+  localWarm: number[];
+  mismatches: number;
+}
+
+const job = JSON.parse(process.argv[2] ?? '{}') as ReaderJob;
+const fds = new Map<string, number>();
+const fd = (path: string): number => {
+  let value = fds.get(path);
+  if (value === undefined) {
+    value = openSync(path, 'r');
+    fds.set(path, value);
+  }
+  return value;
+};
+const buffer = Buffer.alloc(job.bytes);
+const other = Buffer.alloc(job.bytes);
+const timed = (file: number, target: Buffer, position: number): number => {
+  const started = process.hrtime.bigint();
+  const n = readSync(file, target, 0, target.length, position);
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (n !== target.length) throw new Error(`short read: ${n} of ${target.length} at ${position}`);
+  return ms;
+};
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], mismatches: 0 };
+for (const read of job.reads) {
+  const mounted = fd(read.mounted);
+  const local = fd(read.local);
+  out.coldSpan.push(timed(mounted, buffer, read.a));
+  Atomics.wait(pause, 0, 0, job.settleMs);
+  out.clipCache.push(timed(mounted, buffer, read.b));
+  out.pageCache.push(timed(mounted, buffer, read.b));
+  out.localCold.push(timed(local, other, read.b));
+  out.localWarm.push(timed(local, other, read.b));
+  if (!buffer.equals(other)) out.mismatches++;
+}
+for (const value of fds.values()) closeSync(value);
+process.stdout.write(JSON.stringify(out));

@@ -1,0 +1,196 @@
+/**
+ * 4. Reads through FUSE: `clip mount` of the synthetic image in a child process, read by other
+ *    child processes (fuse-reader.js, cat).
+ *    - 4 KiB random reads: from clip's memory cache (the span warmed by a first read) and from the
+ *      kernel's page cache (the same read repeated), against the same reads from a local file;
+ *    - sequential read of the 256 MiB file: cold (fresh mount), warm (page cache), and with the page
+ *      cache dropped (clip's own memory cache), against `cat` of the same bytes from local disk.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ArchiveReader, SectionKind } from '../src/clipcore/index.js';
+import { asImageMeta } from '../src/clipcore/image/image-meta.js';
+import { decodeLayerIndexes } from '../src/clipcore/image/layer-index-codec.js';
+import type { BenchContext } from './context.js';
+import type { ReaderJob, ReaderOutput } from './fuse-reader.js';
+import { localSyntheticFiles, SYNTHETIC_FILES } from './images.js';
+import { mountHasDiskCache, startMount, type ClipMount } from './mount.js';
+import { check, exec, sh } from './proc.js';
+import { p50Ratio, pairedRatio, samples } from './results.js';
+import { formatBytes, num, seededRandom, summarize } from './stats.js';
+import { pick, regularFiles } from './tree.js';
+
+const SECTION = '4. Reads through FUSE';
+const READER = fileURLToPath(new URL('./fuse-reader.js', import.meta.url));
+const MiB = 1024 * 1024;
+const PAGE = 4096;
+/** Pause between the cold read of a span and the cache-hit read (background read-ahead settles). */
+const SETTLE_MS = 100;
+
+const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
+
+/** Files whose pages were still resident after dropPages (the figures that follow are then too good). */
+const undropped = new Set<string>();
+
+/**
+ * Drops a file's pages from the page cache: posix_fadvise(DONTNEED) through dd (which only does it
+ * with an explicit `of=`), checked with fincore.
+ */
+async function dropPages(path: string): Promise<void> {
+  await check('dd', [`if=${path}`, 'of=/dev/null', 'iflag=nocache', 'count=0', 'status=none']);
+  const resident = await exec('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).catch(() => undefined);
+  if (resident?.code === 0 && Number(resident.stdout.trim()) > 0) undropped.add(path);
+}
+
+async function timeCat(path: string): Promise<number> {
+  return (await sh(`cat ${quote(path)} > /dev/null`)).ms;
+}
+
+/** Pairs of offsets (a, b) 1 MiB apart inside one layer span, for every span the files cover. */
+async function spanPairs(clipPath: string): Promise<Array<{ path: string; a: number; b: number }>> {
+  const reader = await ArchiveReader.open(clipPath);
+  try {
+    const index = reader.index;
+    const image = asImageMeta(index.meta.image);
+    const layers = decodeLayerIndexes(await index.readSection(SectionKind.LayerIndex), image.layers.length, index.section(SectionKind.Windows)?.length ?? 0);
+    const pairs: Array<{ path: string; a: number; b: number }> = [];
+    for (const file of regularFiles(reader)) {
+      const layer = layers[file.layer];
+      if (!layer) continue;
+      for (const span of layer.spans) {
+        const start = Math.max(0, span.uncompressedStart - file.offset);
+        const end = Math.min(file.size, span.uncompressedEnd - file.offset);
+        const a = Math.ceil(start / PAGE) * PAGE;
+        const b = a + MiB;
+        if (b + PAGE <= end) pairs.push({ path: file.path, a, b });
+      }
+    }
+    return pairs;
+  } finally {
+    await reader.close();
+  }
+}
+
+export async function measureFuse(ctx: BenchContext): Promise<void> {
+  const { options, results, proxies } = ctx;
+  const locals = await localSyntheticFiles();
+  const big = SYNTHETIC_FILES[0];
+  const bigLocal = locals.get(big.path) as string;
+  const mountPoint = join(ctx.workDir, 'mnt');
+  let mount: ClipMount | undefined;
+  // Mount as the node plugin does: with a disk cache when this build has one (a fresh one per mount).
+  const diskCache = await mountHasDiskCache();
+  let mounts = 0;
+  const mountArgs = (): string[] => (diskCache ? ['--cache-dir', join(ctx.workDir, `cache-${mounts++}`)] : []);
+  results.note('local-disk comparisons read bench/.cache on this machine\'s virtual disk; "page cache dropped" uses posix_fadvise(DONTNEED) (dd iflag=nocache, checked with fincore), and the host below may still cache the file, so local cold reads are a best case for a real disk');
+  results.note(`FUSE mounts: \`clip mount\` with ${diskCache ? 'a fresh --cache-dir (disk cache) per mount and default memory cache' : 'its defaults (this build has no disk cache)'}`);
+  try {
+    // Random 4 KiB reads.
+    const pairs = pick(await spanPairs(ctx.synthetic.clipPath), options.randomReads, seededRandom(options.seed + 1));
+    for (const local of locals.values()) await dropPages(local);
+    mount = await startMount(ctx.synthetic.clipPath, mountPoint, mountArgs());
+    const job: ReaderJob = {
+      bytes: PAGE,
+      settleMs: SETTLE_MS,
+      reads: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, a: p.a, b: p.b })),
+    };
+    const output = JSON.parse((await check(process.execPath, [READER, JSON.stringify(job)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+    const rss = await mount.rss();
+    await mount.stop();
+    mount = undefined;
+    if (output.mismatches > 0) results.note(`FUSE random reads: ${output.mismatches} reads differed from the local copy: the figures below are suspect`);
+    const clipCache = summarize(output.clipCache, 'ms');
+    const pageCache = summarize(output.pageCache, 'ms');
+    const localCold = summarize(output.localCold, 'ms');
+    const localWarm = summarize(output.localWarm, 'ms');
+    const coldSpan = summarize(output.coldSpan, 'ms');
+    results.add({
+      section: SECTION,
+      name: '4 KiB random read, span already in clip memory (page not in page cache)',
+      clip: samples(clipCache),
+      comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
+      ratio: p50Ratio(clipCache, localCold),
+      note: `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
+    });
+    results.add({
+      section: SECTION,
+      name: '4 KiB random read repeated (page cache)',
+      clip: samples(pageCache),
+      comparison: { label: 'local file, repeated', figure: samples(localWarm) },
+      ratio: p50Ratio(pageCache, localWarm),
+      note: 'the mount sets kernel_cache: repeated reads never reach clip',
+    });
+    results.add({
+      section: SECTION,
+      name: '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)',
+      clip: samples(coldSpan),
+      comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
+      ratio: p50Ratio(coldSpan, localCold),
+      note: `clip mount resident memory after the random reads: ${formatBytes(rss)}`,
+    });
+
+    // Sequential reads of the 256 MiB file.
+    const cold: number[] = [];
+    const warm: number[] = [];
+    const clipOnly: number[] = [];
+    const localCold2: number[] = [];
+    const localWarm2: number[] = [];
+    const coldBytes: number[] = [];
+    const clipOnlyBytes: number[] = [];
+    const rssAfter: number[] = [];
+    const mounted = join(mountPoint, big.path);
+    for (let run = 0; run < options.runs; run++) {
+      mount = await startMount(ctx.synthetic.clipPath, mountPoint, mountArgs());
+      await proxies.reset();
+      cold.push(await timeCat(mounted));
+      coldBytes.push((await proxies.stats()).bytes);
+      warm.push(await timeCat(mounted));
+      await dropPages(mounted);
+      await proxies.reset();
+      clipOnly.push(await timeCat(mounted));
+      clipOnlyBytes.push((await proxies.stats()).bytes);
+      rssAfter.push(await mount.rss());
+      await mount.stop();
+      mount = undefined;
+      await dropPages(bigLocal);
+      localCold2.push(await timeCat(bigLocal));
+      localWarm2.push(await timeCat(bigLocal));
+    }
+    const rate = (ms: readonly number[]): string => {
+      const s = summarize(ms.map((t) => big.size / MiB / (t / 1000)), 'MiB/s');
+      return `${num(s.p50)} MiB/s (range ${num(s.min)}–${num(s.max)})`;
+    };
+    const secs = (ms: readonly number[]) => samples(summarize(ms.map((t) => t / 1000), 's'));
+    results.add({
+      section: SECTION,
+      name: 'sequential read of a 256 MiB file, cold (fresh mount, nothing cached)',
+      clip: secs(cold),
+      comparison: { label: 'cat from local disk, page cache dropped', figure: secs(localCold2) },
+      ratio: pairedRatio(cold, localCold2),
+      note: `clip ${rate(cold)}, local ${rate(localCold2)}; registry bytes per cold read ${formatBytes(summarize(coldBytes, 'B').p50)} (median)`,
+    });
+    results.add({
+      section: SECTION,
+      name: 'sequential read of the 256 MiB file again (page cache)',
+      clip: secs(warm),
+      comparison: { label: 'cat from local disk, warm', figure: secs(localWarm2) },
+      ratio: pairedRatio(warm, localWarm2),
+      note: `clip ${rate(warm)}, local ${rate(localWarm2)}`,
+    });
+    const refetched = summarize(clipOnlyBytes, 'B').p50;
+    results.add({
+      section: SECTION,
+      name: `sequential read with the page cache dropped (clip's own caches: memory${diskCache ? ' and disk' : ''})`,
+      clip: secs(clipOnly),
+      comparison: { label: 'cat from local disk, warm', figure: secs(localWarm2) },
+      ratio: pairedRatio(clipOnly, localWarm2),
+      note:
+        `clip ${rate(clipOnly)}; registry bytes fetched again: ${formatBytes(refetched)} (median)` +
+        (refetched > 0 ? ' — the file (129 spans of 2 MiB) does not fit the 256 MiB memory cache and nothing else kept it, so a second pass refetches' : '') +
+        `; clip mount resident memory after: ${formatBytes(summarize(rssAfter, 'B').p50)}`,
+    });
+  } finally {
+    await mount?.stop();
+  }
+  if (undropped.size > 0) results.note(`the page cache could not be dropped for ${[...undropped].join(', ')}: their "page cache dropped" figures are too good`);
+}

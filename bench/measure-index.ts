@@ -1,0 +1,139 @@
+/**
+ * 1. Index time, per layer and per image, against the limit: `gzip -dc blob | tar -t` of the same
+ *    blob from local disk (bench/.cache, page cache warm). Whole image with 1, 2 and 4 layers at once
+ *    (createFromOCIImage `concurrency`) against the same number of `gzip | tar` pipelines in parallel.
+ * 2. Index size: what a mount needs before its first read (mountBytes) and the whole .clip with its
+ *    checkpoint windows (archiveBytes), as shares of the uncompressed and compressed image.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createFromOCIImage, type CreateFromOCIImageResult } from '../src/clipcore/index.js';
+import type { BenchContext, PushedBenchImage } from './context.js';
+import { sh } from './proc.js';
+import { pairedRatio, samples, value } from './results.js';
+import { formatBytes, msSince, num, summarize } from './stats.js';
+
+const INDEX = '1. Index time';
+const SIZE = '2. Index size';
+
+/** The Go library's published figure: an index is about 0.3 % of the image (alpine: 61 KB). */
+const GO_CLAIM_SHARE = 0.003;
+
+async function timeIndex(ctx: BenchContext, ref: string, concurrency: number | undefined): Promise<{ ms: number; result: CreateFromOCIImageResult }> {
+  const outputPath = join(ctx.workDir, `index-${process.hrtime.bigint()}.clip`);
+  const started = process.hrtime.bigint();
+  const result = await createFromOCIImage({ imageRef: ref, outputPath, ...(concurrency !== undefined && { concurrency }) });
+  const ms = msSince(started);
+  await rm(outputPath, { force: true });
+  return { ms, result };
+}
+
+const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
+
+/** `gzip -dc | tar -t` of each blob, `parallel` pipelines at once. */
+async function timeBaseline(blobs: readonly string[], parallel: number): Promise<number> {
+  const list = blobs.map(quote).join(' ');
+  const line = `printf '%s\\n' ${list} | xargs -P ${parallel} -I{} sh -c 'gzip -dc "{}" | tar -t > /dev/null'`;
+  return (await sh(line)).ms;
+}
+
+/** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
+async function paired(runs: number, clip: () => Promise<number>, baseline: () => Promise<number>): Promise<{ clip: number[]; baseline: number[] }> {
+  const out = { clip: [] as number[], baseline: [] as number[] };
+  for (let run = 0; run < runs; run++) {
+    if (run % 2 === 0) {
+      out.clip.push(await clip());
+      out.baseline.push(await baseline());
+    } else {
+      out.baseline.push(await baseline());
+      out.clip.push(await clip());
+    }
+  }
+  return out;
+}
+
+const seconds = (ms: number): number => ms / 1000;
+
+/** --slow: the time the compressed bytes need on the throttled link alone (the baseline reads a local file). */
+function floor(ctx: BenchContext, compressedBytes: number): string {
+  if (!ctx.options.slow) return '';
+  return `; --slow: the link alone needs ${num((compressedBytes * 8) / (ctx.options.mbitPerSecond * 1e6))} s for the compressed bytes, the baseline reads them from local disk`;
+}
+const mbps = (bytes: number, s: number): string => `${num(bytes / 1e6 / s)} MB/s`;
+
+export async function measureIndexTime(ctx: BenchContext): Promise<void> {
+  const { results, options } = ctx;
+  const baselineLabel = 'gzip -dc | tar -t (local blob)';
+  // --quick: the largest and the smallest debian layer (uncompressed), and the synthetic one.
+  const debian = ctx.layerImages.filter((l) => ctx.debian.image.layers.includes(l.layer)).sort((a, b) => b.layer.uncompressedSize - a.layer.uncompressedSize);
+  const keep = new Set([debian[0], debian[debian.length - 1], ...ctx.layerImages.filter((l) => !debian.includes(l))]);
+  const layerImages = options.quick ? ctx.layerImages.filter((l) => keep.has(l)) : ctx.layerImages;
+  for (const { layer, ref } of layerImages) {
+    let files = 0;
+    const times = await paired(
+      options.runs,
+      async () => {
+        const { ms, result } = await timeIndex(ctx, ref, 1);
+        files = result.files;
+        return ms;
+      },
+      () => timeBaseline([layer.blobPath], 1),
+    );
+    const clip = summarize(times.clip.map(seconds), 's');
+    const base = summarize(times.baseline.map(seconds), 's');
+    results.add({
+      section: INDEX,
+      name: `layer ${layer.name}: ${formatBytes(layer.size)} gz → ${formatBytes(layer.uncompressedSize)}, ${files} files`,
+      clip: samples(clip),
+      comparison: { label: baselineLabel, figure: samples(base) },
+      ratio: pairedRatio(times.clip, times.baseline),
+      note: `clip ${mbps(layer.uncompressedSize, clip.p50)}, baseline ${mbps(layer.uncompressedSize, base.p50)} (uncompressed bytes per second, medians)${floor(ctx, layer.size)}`,
+    });
+  }
+  const image = ctx.debian.image;
+  const blobs = image.layers.map((l) => l.blobPath);
+  const uncompressed = image.layers.reduce((sum, l) => sum + l.uncompressedSize, 0);
+  for (const concurrency of options.quick ? [1, 4] : [1, 2, 4]) {
+    const times = await paired(options.runs, async () => (await timeIndex(ctx, ctx.debian.ref, concurrency)).ms, () => timeBaseline(blobs, concurrency));
+    const clip = summarize(times.clip.map(seconds), 's');
+    const base = summarize(times.baseline.map(seconds), 's');
+    results.add({
+      section: INDEX,
+      name: `image debian (${image.layers.length} layers, ${formatBytes(uncompressed)}), ${concurrency} layer${concurrency > 1 ? 's' : ''} at once`,
+      clip: samples(clip),
+      comparison: { label: `${concurrency} pipeline${concurrency > 1 ? 's' : ''} at once`, figure: samples(base) },
+      ratio: pairedRatio(times.clip, times.baseline),
+      note: `clip ${mbps(uncompressed, clip.p50)}, baseline ${mbps(uncompressed, base.p50)}${floor(ctx, image.layers.reduce((sum, l) => sum + l.size, 0))}`,
+    });
+  }
+}
+
+function pct(part: number, whole: number): string {
+  const share = (100 * part) / whole;
+  return `${share < 0.1 ? share.toFixed(3) : share.toFixed(2)} %`;
+}
+
+export async function measureIndexSize(ctx: BenchContext, indexes: ReadonlyMap<PushedBenchImage, CreateFromOCIImageResult>): Promise<void> {
+  for (const [image, result] of indexes) {
+    const name = image.image.repo.split('/').pop() ?? image.image.repo;
+    const un = result.uncompressedImageBytes;
+    const gz = result.compressedImageBytes;
+    const claim = value(GO_CLAIM_SHARE * 100, '%', 'index ≈ 0.3 % of the image (alpine: 61 KB)');
+    ctx.results.add({
+      section: SIZE,
+      name: `${name}: needed before the first read (mountBytes)`,
+      clip: value(result.mountBytes, 'B', `${formatBytes(result.mountBytes)} = ${pct(result.mountBytes, un)} of uncompressed, ${pct(result.mountBytes, gz)} of compressed (n=1, deterministic)`),
+      comparison: { label: 'original Go library\'s claim', figure: claim },
+      ratio: { value: result.mountBytes / un / GO_CLAIM_SHARE, text: `${num(result.mountBytes / un / GO_CLAIM_SHARE)}× the claimed share (of uncompressed)` },
+      note: `${result.entries} entries, ${result.files} files: ${num(result.mountBytes / result.entries)} B per entry; image ${formatBytes(gz)} gz, ${formatBytes(un)} uncompressed`,
+    });
+    ctx.results.add({
+      section: SIZE,
+      name: `${name}: whole .clip with checkpoint windows (archiveBytes)`,
+      clip: value(result.archiveBytes, 'B', `${formatBytes(result.archiveBytes)} = ${pct(result.archiveBytes, un)} of uncompressed, ${pct(result.archiveBytes, gz)} of compressed (n=1, deterministic)`),
+      comparison: { label: 'original Go library\'s claim', figure: claim },
+      ratio: { value: result.archiveBytes / un / GO_CLAIM_SHARE, text: `${num(result.archiveBytes / un / GO_CLAIM_SHARE)}× the claimed share (of uncompressed)` },
+      note: `windows: ${formatBytes(result.archiveBytes - result.mountBytes)} (one 32 KiB window per 2 MiB checkpoint, deflated; fetched one at a time by reads)`,
+    });
+  }
+}

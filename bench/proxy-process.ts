@@ -1,0 +1,45 @@
+/**
+ * The proxies between the bench's clients and the registry, in a process of their own so that
+ * forwarding bytes never competes with the measured code for the bench's event loop:
+ * client → counting proxy (test/harness/counting-proxy.ts) → [throttle proxy, with --slow] → registry.
+ * Started by proxies.ts with fork(); answers `stats` and `reset` messages over IPC.
+ */
+import { startCountingProxy } from '../test/harness/counting-proxy.js';
+import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
+
+export interface ProxyConfig {
+  readonly registryHost: string;
+  /** Present in --slow mode. */
+  readonly throttle?: { readonly latencyMs: number; readonly bitsPerSecond: number };
+}
+
+export type ProxyRequest = { readonly id: number; readonly type: 'stats' | 'reset' | 'close' };
+export type ProxyReply =
+  | { readonly type: 'ready'; readonly host: string }
+  | { readonly id: number; readonly type: 'stats'; readonly requests: number; readonly bytes: number }
+  | { readonly id: number; readonly type: 'done' };
+
+const config = JSON.parse(process.argv[2] ?? '{}') as ProxyConfig;
+let throttle: ThrottleProxy | undefined;
+if (config.throttle) throttle = await startThrottleProxy({ target: config.registryHost, ...config.throttle });
+const counting = await startCountingProxy(throttle?.host ?? config.registryHost);
+const send = (reply: ProxyReply): void => {
+  process.send?.(reply);
+};
+
+process.on('message', (message: ProxyRequest) => {
+  if (message.type === 'stats') send({ id: message.id, type: 'stats', requests: counting.stats.requests, bytes: counting.stats.bytesOut });
+  else if (message.type === 'reset') {
+    counting.resetStats();
+    send({ id: message.id, type: 'done' });
+  } else {
+    void (async () => {
+      await counting.close();
+      await throttle?.close();
+      send({ id: message.id, type: 'done' });
+      process.disconnect();
+    })();
+  }
+});
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready', host: counting.host });

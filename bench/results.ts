@@ -1,0 +1,83 @@
+/** What a bench run records: rows of figures, side by side with their comparison, and skipped measurements. */
+import { formatSummary, num, type Summary } from './stats.js';
+
+export type Figure =
+  | { readonly kind: 'summary'; readonly summary: Summary }
+  | { readonly kind: 'value'; readonly value: number; readonly unit: string; readonly text?: string };
+
+export interface Ratio {
+  /** clip-csi ÷ comparison (median of paired runs, or p50 ÷ p50). */
+  readonly value: number;
+  /** How it was formed and its spread. */
+  readonly text: string;
+}
+
+export interface Row {
+  readonly section: string;
+  readonly name: string;
+  readonly clip: Figure;
+  readonly comparison?: { readonly label: string; readonly figure: Figure };
+  readonly ratio?: Ratio;
+  readonly note?: string;
+}
+
+export interface Skip {
+  readonly section: string;
+  readonly name: string;
+  readonly reason: string;
+  /** A measurement that could not run at all (not available) or that broke (failed). */
+  readonly kind: 'not available' | 'FAILED';
+}
+
+export class Results {
+  readonly rows: Row[] = [];
+  readonly skipped: Skip[] = [];
+  readonly notes: string[] = [];
+
+  add(row: Row): void {
+    this.rows.push(row);
+    process.stderr.write(`  ${row.name}: ${formatFigure(row.clip)}${row.comparison ? ` | ${row.comparison.label}: ${formatFigure(row.comparison.figure)}` : ''}${row.ratio ? ` | ratio ${num(row.ratio.value)}×` : ''}\n`);
+  }
+
+  skip(section: string, name: string, reason: string): void {
+    this.skipped.push({ section, name, reason, kind: 'not available' });
+    process.stderr.write(`  ${name}: not available: ${reason}\n`);
+  }
+
+  fail(section: string, name: string, reason: string): void {
+    this.skipped.push({ section, name, reason, kind: 'FAILED' });
+    process.stderr.write(`  ${name}: FAILED: ${reason}\n`);
+  }
+
+  note(text: string): void {
+    this.notes.push(text);
+    process.stderr.write(`  note: ${text}\n`);
+  }
+}
+
+export function value(value: number, unit: string, text?: string): Figure {
+  return text === undefined ? { kind: 'value', value, unit } : { kind: 'value', value, unit, text };
+}
+
+export function samples(summary: Summary): Figure {
+  return { kind: 'summary', summary };
+}
+
+export function formatFigure(figure: Figure): string {
+  if (figure.kind === 'summary') return formatSummary(figure.summary);
+  return figure.text ?? `${num(figure.value)} ${figure.unit}`;
+}
+
+/** Ratio of paired runs (clip_i ÷ comparison_i): median and range. */
+export function pairedRatio(clip: readonly number[], comparison: readonly number[]): Ratio {
+  const ratios = clip.map((c, i) => c / (comparison[i] as number)).sort((a, b) => a - b);
+  const median = ratios[Math.floor((ratios.length - 1) / 2)] as number;
+  const spread = ratios.length > 1 ? `, paired runs ${num(ratios[0] as number)}–${num(ratios[ratios.length - 1] as number)}, n=${ratios.length}` : ', n=1';
+  return { value: median, text: `${num(median)}×${spread}` };
+}
+
+/** p50 ÷ p50 of two independent sample sets. */
+export function p50Ratio(clip: Summary, comparison: Summary): Ratio {
+  const r = clip.p50 / comparison.p50;
+  return { value: r, text: `${num(r)}× (p50 ÷ p50)${r < 1 ? `; comparison takes ${num(1 / r)}× as long` : ''}` };
+}
