@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ClipError } from '../errors.js';
 import type { IndexedLayer, LayerJob } from './index-layer.js';
-import type { WorkerMessage } from './layer-worker.js';
+import type { WorkerMessage, WorkerRequest } from './layer-worker.js';
 
 /**
  * Indexes layers in worker threads, at most `concurrency` at a time (default: one per core).
@@ -19,44 +19,54 @@ export async function indexLayersInParallel(
 ): Promise<IndexedLayer[]> {
   const concurrency = Math.min(jobs.length, checkConcurrency(options.concurrency ?? availableParallelism()));
   const results: IndexedLayer[] = new Array<IndexedLayer>(jobs.length);
-  const running = new Set<Worker>();
+  const workers: Worker[] = [];
   let next = 0;
   let failed = false;
 
-  const runOne = (layer: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const worker = new Worker(new URL('./layer-worker.js', import.meta.url), { workerData: jobs[layer] });
-      running.add(worker);
-      let settled = false;
-      worker.on('message', (message: WorkerMessage) => {
-        if (message.type === 'progress') options.onBytes?.(layer, message.bytes);
-        else if (message.type === 'result') {
-          settled = true;
-          results[layer] = message.result;
-          options.onLayerDone?.(layer);
-          resolve();
-        } else {
-          settled = true;
-          reject(new ClipError(message.code ?? 'IO', message.message));
-        }
-      });
-      worker.on('error', (err) => {
-        settled = true;
-        reject(new ClipError('IO', `indexing layer ${layer} crashed: ${err.message}`, { cause: err }));
-      });
-      worker.on('exit', () => {
-        running.delete(worker);
-        if (!settled) reject(new ClipError('IO', `indexing layer ${layer} stopped unexpectedly`));
-      });
-    });
-
+  /** One worker per lane, fed one layer at a time until no layer is left. */
   const lane = async (): Promise<void> => {
+    const worker = new Worker(new URL('./layer-worker.js', import.meta.url));
+    workers.push(worker);
+    const runOne = (layer: number): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const onMessage = (message: WorkerMessage): void => {
+          if (message.type === 'progress') {
+            options.onBytes?.(layer, message.bytes);
+            return;
+          }
+          cleanup();
+          if (message.type === 'result') {
+            results[layer] = message.result;
+            options.onLayerDone?.(layer);
+            resolve();
+          } else {
+            reject(new ClipError(message.code ?? 'IO', message.message));
+          }
+        };
+        const onError = (err: Error): void => {
+          cleanup();
+          reject(new ClipError('IO', `indexing layer ${layer} crashed: ${err.message}`, { cause: err }));
+        };
+        const onExit = (): void => {
+          cleanup();
+          reject(new ClipError('IO', `indexing layer ${layer} stopped unexpectedly`));
+        };
+        const cleanup = (): void => {
+          worker.off('message', onMessage);
+          worker.off('error', onError);
+          worker.off('exit', onExit);
+        };
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        worker.on('exit', onExit);
+        worker.postMessage({ layer, job: jobs[layer] } satisfies WorkerRequest);
+      });
     while (!failed && next < jobs.length) {
       const layer = next++;
       try {
         await runOne(layer);
       } catch (err) {
-        // Set before the rejection reaches Promise.all, so no other lane starts another worker.
+        // Set before the rejection reaches Promise.all, so no other lane takes another layer.
         failed = true;
         throw err;
       }
@@ -64,10 +74,8 @@ export async function indexLayersInParallel(
   };
   try {
     await Promise.all(Array.from({ length: concurrency }, lane));
-  } catch (err) {
-    failed = true;
-    await Promise.all([...running].map((worker) => worker.terminate()));
-    throw err;
+  } finally {
+    await Promise.all(workers.map((worker) => worker.terminate()));
   }
   return results;
 }
