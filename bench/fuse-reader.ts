@@ -7,6 +7,9 @@
  * inflated), a pause, then at `b` (same span, 1 MiB away, beyond the kernel's readahead: served
  * from clip's memory cache), then `b` again (the kernel's page cache); then the local file at `b` (cold: the
  * parent dropped its pages first) and again (warm). Every mounted read is compared with the local one.
+ *
+ * `once` reads: a single timed 4 KiB read per entry, one after another (the disk-cache row: a fresh
+ * mount whose memory cache is empty, at offsets no earlier read touched), each compared with the local file.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
@@ -15,6 +18,7 @@ export interface ReaderJob {
   readonly bytes: number;
   /** Pause after the cold read, so that work it started in the background (read-ahead, cache writes) is over. */
   readonly settleMs: number;
+  readonly once?: ReadonlyArray<{ readonly mounted: string; readonly local: string; readonly at: number }>;
 }
 
 export interface ReaderOutput {
@@ -23,6 +27,7 @@ export interface ReaderOutput {
   pageCache: number[];
   localCold: number[];
   localWarm: number[];
+  once: number[];
   mismatches: number;
 }
 
@@ -46,7 +51,7 @@ const timed = (file: number, target: Buffer, position: number): number => {
   return ms;
 };
 const pause = new Int32Array(new SharedArrayBuffer(4));
-const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], mismatches: 0 };
+const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], once: [], mismatches: 0 };
 for (const read of job.reads) {
   const mounted = fd(read.mounted);
   const local = fd(read.local);
@@ -56,6 +61,11 @@ for (const read of job.reads) {
   out.pageCache.push(timed(mounted, buffer, read.b));
   out.localCold.push(timed(local, other, read.b));
   out.localWarm.push(timed(local, other, read.b));
+  if (!buffer.equals(other)) out.mismatches++;
+}
+for (const read of job.once ?? []) {
+  out.once.push(timed(fd(read.mounted), buffer, read.at));
+  readSync(fd(read.local), other, 0, other.length, read.at);
   if (!buffer.equals(other)) out.mismatches++;
 }
 for (const value of fds.values()) closeSync(value);

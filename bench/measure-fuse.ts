@@ -2,7 +2,9 @@
  * 4. Reads through FUSE: `clip mount` of the synthetic image in a child process, read by other
  *    child processes (fuse-reader.js, cat).
  *    - 4 KiB random reads: from clip's memory cache (the span warmed by a first read) and from the
- *      kernel's page cache (the same read repeated), against the same reads from a local file;
+ *      kernel's page cache (the same read repeated), against the same reads from a local file; and
+ *      from the node-local disk cache only (a second, fresh `clip mount` on the --cache-dir the first
+ *      one filled: memory cache empty, at offsets no earlier read touched, registry bytes counted);
  *    - sequential read of the 256 MiB file: cold (fresh mount), warm (page cache), and with the page
  *      cache dropped (clip's own memory cache), against `cat` of the same bytes from local disk.
  */
@@ -26,6 +28,8 @@ const MiB = 1024 * 1024;
 const PAGE = 4096;
 /** Pause between the cold read of a span and the cache-hit read (background read-ahead settles). */
 const SETTLE_MS = 100;
+/** Where in the span the disk-cache read lands: half-way between the two earlier reads, 512 KiB from each. */
+const FRESH = MiB / 2;
 
 const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
 
@@ -36,10 +40,12 @@ const undropped = new Set<string>();
  * Drops a file's pages from the page cache: posix_fadvise(DONTNEED) through dd (which only does it
  * with an explicit `of=`), checked with fincore.
  */
-async function dropPages(path: string): Promise<void> {
+async function dropPages(path: string, track = true): Promise<boolean> {
   await check('dd', [`if=${path}`, 'of=/dev/null', 'iflag=nocache', 'count=0', 'status=none']);
   const resident = await exec('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).catch(() => undefined);
-  if (resident?.code === 0 && Number(resident.stdout.trim()) > 0) undropped.add(path);
+  const dropped = !(resident?.code === 0 && Number(resident.stdout.trim()) > 0);
+  if (!dropped && track) undropped.add(path);
+  return dropped;
 }
 
 async function timeCat(path: string): Promise<number> {
@@ -88,7 +94,9 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     // Random 4 KiB reads.
     const pairs = pick(await spanPairs(ctx.synthetic.clipPath), options.randomReads, seededRandom(options.seed + 1));
     for (const local of locals.values()) await dropPages(local);
-    mount = await startMount(ctx.synthetic.clipPath, mountPoint, mountArgs());
+    const firstArgs = mountArgs();
+    const cacheDir = diskCache ? firstArgs[1] : undefined;
+    mount = await startMount(ctx.synthetic.clipPath, mountPoint, firstArgs);
     const job: ReaderJob = {
       bytes: PAGE,
       settleMs: SETTLE_MS,
@@ -98,6 +106,28 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const rss = await mount.rss();
     await mount.stop();
     mount = undefined;
+    // The same spans again, from the disk cache alone: a fresh `clip mount` on the same --cache-dir.
+    let fromDisk: { once: number[]; requests: number; bytes: number; files: number; undropped: number } | undefined;
+    if (cacheDir !== undefined) {
+      const files = (await check('find', [cacheDir, '-type', 'f'])).stdout.split('\n').filter((line) => line !== '');
+      await check('sync', ['-f', cacheDir]); // written entries are dirty pages, which DONTNEED leaves alone
+      let stillResident = 0;
+      for (const file of files) if (!(await dropPages(file, false))) stillResident++;
+      mount = await startMount(ctx.synthetic.clipPath, mountPoint, ['--cache-dir', cacheDir]);
+      await proxies.reset();
+      const diskJob: ReaderJob = {
+        bytes: PAGE,
+        settleMs: 0,
+        reads: [],
+        once: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, at: p.a + FRESH })),
+      };
+      const diskOutput = JSON.parse((await check(process.execPath, [READER, JSON.stringify(diskJob)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+      const served = await proxies.stats();
+      await mount.stop();
+      mount = undefined;
+      output.mismatches += diskOutput.mismatches;
+      fromDisk = { once: diskOutput.once, requests: served.requests, bytes: served.bytes, files: files.length, undropped: stillResident };
+    }
     if (output.mismatches > 0) results.note(`FUSE random reads: ${output.mismatches} reads differed from the local copy: the figures below are suspect`);
     const clipCache = summarize(output.clipCache, 'ms');
     const pageCache = summarize(output.pageCache, 'ms');
@@ -128,6 +158,21 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       ratio: p50Ratio(coldSpan, localCold),
       note: `clip mount resident memory after the random reads: ${formatBytes(rss)}`,
     });
+    if (fromDisk) {
+      const disk = summarize(fromDisk.once, 'ms');
+      results.add({
+        section: SECTION,
+        name: '4 KiB random read, span in the node-local disk cache only (fresh `clip mount` process on a warm --cache-dir, memory cache empty, page cache not holding the page)',
+        clip: samples(disk),
+        comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
+        ratio: p50Ratio(disk, localCold),
+        note:
+          `the same ${pairs.length} spans, one read each at ${FRESH / 1024} KiB into the span (no earlier read touched it), after the first mount (which filled the --cache-dir) stopped and a new one started on the same --cache-dir; ` +
+          `the pages of the ${fromDisk.files} cache files dropped first as for the local file (${fromDisk.undropped} still resident); ` +
+          `registry during these reads: ${fromDisk.requests} requests, ${formatBytes(fromDisk.bytes)}` +
+          (fromDisk.bytes > 0 ? ' — not all from the disk cache: the figure mixes in registry fetches' : ''),
+      });
+    } else results.note('FUSE random reads: no disk-cache row (this build of `clip mount` has no --cache-dir)');
 
     // Sequential reads of the 256 MiB file.
     const cold: number[] = [];

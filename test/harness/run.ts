@@ -1,5 +1,5 @@
 /** Runs a command asynchronously (never execSync: tests may share the loop with servers). */
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 
 export function run(command: string, args: string[], options: { input?: string; cwd?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -9,4 +9,14 @@ export function run(command: string, args: string[], options: { input?: string; 
     });
     if (options.input !== undefined) child.stdin?.end(options.input);
   });
+}
+
+/** Stops a service started by a harness: SIGTERM, then SIGKILL if it lingers past 3 s. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, SNAPSHOT_BIN, startClipMount, type ClipMount } from './processes.js';
+import { run, startClipMount, type ClipMount } from './processes.js';
 import type { PathSnapshot, TreeSnapshot } from './snapshot-tree.js';
 
 /** Runs a command without blocking, with extra environment variables; rejects on a non-zero exit. */
@@ -30,21 +30,7 @@ export async function unpackWithUmoci(host: string, repo: string, tag: string, s
   return join(bundle, 'rootfs');
 }
 
-export async function snapshotOf(root: string): Promise<TreeSnapshot> {
-  const result = await run(process.execPath, [SNAPSHOT_BIN, root]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as TreeSnapshot;
-}
-
-/** Groups of paths sharing an inode (hard links), sorted. */
-export function linkGroups(snapshot: TreeSnapshot): string[][] {
-  const groups = new Map<number, string[]>();
-  for (const [path, entry] of Object.entries(snapshot)) {
-    if (entry.type === 'directory') continue;
-    groups.set(entry.ino, [...(groups.get(entry.ino) ?? []), path]);
-  }
-  return [...groups.values()].filter((paths) => paths.length > 1).map((paths) => paths.sort()).sort();
-}
+export { linkGroups, snapshotOf } from './tree-compare.js';
 
 /** A snapshot without inode numbers (they differ between filesystems; compare linkGroups instead). */
 export function comparable(snapshot: TreeSnapshot, omit: (path: string, entry: PathSnapshot) => (keyof PathSnapshot)[] = () => []): Record<string, Partial<PathSnapshot>> {
