@@ -5,15 +5,12 @@
  */
 import { ClipError } from '../errors.js';
 import { GzipDecoder, GzipEvent } from './gzip-decoder.js';
-import { SpanRecorder } from './span-recorder.js';
+import { StreamingIndexer } from './streaming-indexer.js';
 import {
   byteStart,
-  checkSpanBytes,
   DEFAULT_SPAN_BYTES,
   OUTPUT_CHUNK_BYTES,
   type Checkpoint,
-  type LayerIndex,
-  type LayerIndexer,
 } from './types.js';
 
 export type { Checkpoint, CompressedSpan, LayerIndex } from './types.js';
@@ -21,12 +18,9 @@ export type { Checkpoint, CompressedSpan, LayerIndex } from './types.js';
 /** Deflate distances reach back at most 32 KiB, so that much history restores a decoder. */
 export const WINDOW_BYTES = 32 * 1024;
 
-export class GzipIndexer implements LayerIndexer {
+export class GzipIndexer extends StreamingIndexer {
   readonly kind = 'gzip';
-  private readonly decoder = GzipDecoder.fromStart();
-  private readonly recorder: SpanRecorder;
-  private input: Uint8Array = new Uint8Array(0);
-  private inputOffset = 0;
+  protected readonly decoder = GzipDecoder.fromStart();
   /**
    * Output goes into `cur` at curPos and is handed out as views; `prev` is the previous (full)
    * buffer, kept for windows. Plain Uint8Arrays, not Buffers: see GzipDecoder.setInput.
@@ -37,18 +31,9 @@ export class GzipIndexer implements LayerIndexer {
   private emitted = 0;
   private total = 0;
   private memberOut = 0;
-  private ended = false;
 
   constructor(spanBytes = DEFAULT_SPAN_BYTES) {
-    this.recorder = new SpanRecorder(checkSpanBytes(spanBytes));
-  }
-
-  push(chunk: Uint8Array): void {
-    if (this.ended) throw new ClipError('INVALID_ARGUMENT', 'push after end');
-    if (!this.decoder.needsInput) throw new ClipError('INVALID_ARGUMENT', 'push before the previous chunk was drained');
-    this.inputOffset += this.input.length;
-    this.input = chunk;
-    this.decoder.setInput(chunk, this.inputOffset);
+    super(spanBytes);
   }
 
   next(): Buffer | null {
@@ -71,16 +56,8 @@ export class GzipIndexer implements LayerIndexer {
     }
   }
 
-  end(): LayerIndex {
-    if (this.ended) throw new ClipError('INVALID_ARGUMENT', 'end called twice');
-    if (!this.decoder.needsInput) throw new ClipError('INVALID_ARGUMENT', 'end before the last chunk was drained');
-    this.ended = true;
-    if (!this.decoder.atCleanEnd) {
-      throw new ClipError('CORRUPT', `gzip stream ended at compressed offset ${this.decoder.position}: ${this.decoder.describeState()}`);
-    }
-    const blobEnd = this.inputOffset + this.input.length;
-    const { checkpoints, spans } = this.recorder.finish(blobEnd, this.total);
-    return { kind: 'gzip', checkpoints, spans, compressedSize: blobEnd, uncompressedSize: this.total };
+  protected uncompressedTotal(): number {
+    return this.total;
   }
 
   private emit(): Buffer | null {
@@ -102,12 +79,6 @@ export class GzipIndexer implements LayerIndexer {
       uncompressedOffset: this.total,
       window: this.window(Math.min(WINDOW_BYTES, this.memberOut)),
     });
-  }
-
-  /** Feeds the recorder the current input up to `end` (an index into it). */
-  private feedRecorder(end: number): void {
-    const from = this.recorder.fedTo - this.inputOffset;
-    if (end > from) this.recorder.feed(this.input.subarray(from, end));
   }
 
   /** A copy of the last `len` output bytes, which lie in prev's tail and cur's head. */

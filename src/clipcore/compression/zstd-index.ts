@@ -4,29 +4,16 @@
  * read whole on first access. Checkpoints carry no window or bits.
  */
 import { ClipError } from '../errors.js';
-import { SpanRecorder } from './span-recorder.js';
-import { checkSpanBytes, DEFAULT_SPAN_BYTES, type Checkpoint, type LayerIndex, type LayerIndexer } from './types.js';
+import { StreamingIndexer } from './streaming-indexer.js';
+import { DEFAULT_SPAN_BYTES, type Checkpoint } from './types.js';
 import { ZstdDecoder } from './zstd-decoder.js';
 
-export class ZstdIndexer implements LayerIndexer {
+export class ZstdIndexer extends StreamingIndexer {
   readonly kind = 'zstd';
-  private readonly decoder = new ZstdDecoder();
-  private readonly recorder: SpanRecorder;
-  private input: Uint8Array = new Uint8Array(0);
-  private inputOffset = 0;
-  private ended = false;
+  protected readonly decoder = new ZstdDecoder();
 
   constructor(spanBytes = DEFAULT_SPAN_BYTES) {
-    this.recorder = new SpanRecorder(checkSpanBytes(spanBytes));
-  }
-
-  /** The indexer may keep views of `chunk` until later pushes: do not reuse its memory. */
-  push(chunk: Uint8Array): void {
-    if (this.ended) throw new ClipError('INVALID_ARGUMENT', 'push after end');
-    if (!this.decoder.needsInput) throw new ClipError('INVALID_ARGUMENT', 'push before the previous chunk was drained');
-    this.inputOffset += this.input.length;
-    this.input = chunk;
-    this.decoder.setInput(chunk, this.inputOffset);
+    super(spanBytes);
   }
 
   next(): Buffer | null {
@@ -46,22 +33,8 @@ export class ZstdIndexer implements LayerIndexer {
     }
   }
 
-  end(): LayerIndex {
-    if (this.ended) throw new ClipError('INVALID_ARGUMENT', 'end called twice');
-    if (!this.decoder.needsInput) throw new ClipError('INVALID_ARGUMENT', 'end before the last chunk was drained');
-    this.ended = true;
-    if (!this.decoder.atCleanEnd) {
-      throw new ClipError('CORRUPT', `zstd stream ended at compressed offset ${this.decoder.position}: ${this.decoder.describeState()}`);
-    }
-    const blobEnd = this.inputOffset + this.input.length;
-    const total = this.decoder.totalOut;
-    const { checkpoints, spans } = this.recorder.finish(blobEnd, total);
-    return { kind: 'zstd', checkpoints, spans, compressedSize: blobEnd, uncompressedSize: total };
-  }
-
-  private feedRecorder(end: number): void {
-    const from = this.recorder.fedTo - this.inputOffset;
-    if (end > from) this.recorder.feed(this.input.subarray(from, end));
+  protected uncompressedTotal(): number {
+    return this.decoder.totalOut;
   }
 }
 
