@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { freePort } from './free-port.js';
-import { run, stopProcess } from './run.js';
+import { captureLog, run, stopProcess } from './run.js';
 import { createSelfSignedCert } from './tls-cert.js';
 import { startTokenServer, type TokenServer } from './token-server.js';
 
@@ -116,18 +116,13 @@ async function launch(
     const configPath = join(dir, 'config.yml');
     await writeFile(configPath, `${lines.join('\n')}\n`);
     const child = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    const keep = (d: Buffer): void => {
-      log = (log + d.toString('utf8')).slice(-20_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    const logs = captureLog(child);
     try {
       await waitReady(child, host, tls?.certPem);
-      return { child, host, logs: () => log };
+      return { child, host, logs };
     } catch (err) {
       await stopProcess(child);
-      if (attempt >= 2) throw new Error(`docker-registry did not start: ${(err as Error).message}\n${log}`);
+      if (attempt >= 2) throw new Error(`docker-registry did not start: ${(err as Error).message}\n${logs()}`);
     }
   }
 }

@@ -20,3 +20,14 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   await exited;
   clearTimeout(timer);
 }
+
+/** Keeps the last 20 kB a service printed, for the error when it does not start. */
+export function captureLog(child: ChildProcess): () => string {
+  let log = '';
+  const keep = (data: Buffer): void => {
+    log = (log + data.toString('utf8')).slice(-20_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return () => log;
+}

@@ -9,7 +9,7 @@ import http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { freePort } from './free-port.js';
-import { stopProcess } from './run.js';
+import { captureLog, stopProcess } from './run.js';
 
 export interface S3Handle {
   /** `http://127.0.0.1:PORT` */
@@ -62,18 +62,13 @@ async function launch(auth: boolean): Promise<{ child: ChildProcess; port: numbe
     const port = await freePort();
     const env = { ...process.env, ...(auth && { INITIAL_NO_AUTH_ACTION_COUNT: '0' }) };
     const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let log = '';
-    const keep = (d: Buffer): void => {
-      log = (log + d.toString('utf8')).slice(-20_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    const logs = captureLog(child);
     try {
       await waitReady(child, port);
-      return { child, port, logs: () => log };
+      return { child, port, logs };
     } catch (err) {
       await stopProcess(child);
-      if (attempt >= 2) throw new Error(`moto_server did not start: ${(err as Error).message}\n${log}`);
+      if (attempt >= 2) throw new Error(`moto_server did not start: ${(err as Error).message}\n${logs()}`);
     }
   }
 }

@@ -23,3 +23,15 @@ export function linkGroups(snapshot: TreeSnapshot): string[][] {
 export function withoutInodes(snapshot: TreeSnapshot): Record<string, unknown> {
   return Object.fromEntries(Object.entries(snapshot).map(([path, { ino: _ino, ...rest }]) => [path, rest]));
 }
+
+/**
+ * Snapshots `source` and `mountPoint` side by side and asserts they match: same paths, same
+ * attributes and content, same hard-link groups. Returns the mount's snapshot for further checks.
+ */
+export async function assertSameTree(source: string, mountPoint: string): Promise<TreeSnapshot> {
+  const [expected, actual] = await Promise.all([snapshotOf(source), snapshotOf(mountPoint)]);
+  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort());
+  assert.deepEqual(withoutInodes(actual), withoutInodes(expected));
+  assert.deepEqual(linkGroups(actual), linkGroups(expected));
+  return actual;
+}
