@@ -8,11 +8,13 @@
 #   openssl              self-signed certificates for TLS and token-auth tests
 #   zstd                 compresses zstd test layers
 #   skopeo, umoci        the "pull and unpack the whole image" baseline in benchmarks
+#   g++, make, python3   node-gyp, to build native/clip_zlib (zlib's inflate with Z_BLOCK and
+#                        inflatePrime) against Node's own headers and zlib
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  libfuse2 fuse attr docker-registry apache2-utils openssl zstd skopeo umoci ca-certificates >/dev/null
+  libfuse2 fuse attr docker-registry apache2-utils openssl zstd skopeo umoci ca-certificates g++ make python3 >/dev/null
 npm ci --no-audit --no-fund
 npm run build

@@ -1,24 +1,13 @@
 /**
- * A resumable gzip decoder over pako's raw inflate: we parse member headers and trailers
+ * A resumable gzip decoder over raw inflate (raw-inflate.ts): we parse member headers and trailers
  * ourselves so that decoding can start either at the blob start or at a checkpoint inside any
  * member (raw deflate state + window + primed bits), and continue across member boundaries.
  * Both the indexer and range reads drive it one step at a time.
  */
-import { crc32 } from 'node:zlib';
-import {
-  ZStream,
-  Z_BLOCK,
-  Z_BUF_ERROR,
-  Z_OK,
-  Z_STREAM_END,
-  zlibInflate,
-  zlibInflateInit2,
-  zlibInflateReset,
-  zlibInflateSetDictionary,
-} from 'pako';
+import { constants, crc32 } from 'node:zlib';
 import { ClipError } from '../errors.js';
 import { GzipHeaderParser } from './gzip-header.js';
-import { inflatePrime, takeHeldBytes } from './pako-bits.js';
+import { createRawInflater } from './raw-inflate.js';
 import type { Checkpoint } from './types.js';
 
 const enum Phase {
@@ -38,11 +27,14 @@ export const enum GzipEvent {
   MemberStart,
 }
 
+const { Z_BUF_ERROR, Z_OK, Z_STREAM_END } = constants;
 const EMPTY = new Uint8Array(0);
 const TWO_32 = 2 ** 32;
 
 export class GzipDecoder {
-  private readonly strm = new ZStream();
+  private readonly strm = createRawInflater();
+  /** Output room left after the last inflate call: 0 means it stopped only for lack of room. */
+  private outRoom = 1;
   private phase: Phase;
   private header = new GzipHeaderParser();
   private readonly trailer = new Uint8Array(8);
@@ -61,7 +53,6 @@ export class GzipDecoder {
   private constructor(phase: Phase, checkTrailer: boolean) {
     this.phase = phase;
     this.checkTrailer = checkTrailer;
-    if (zlibInflateInit2(this.strm, -15) !== Z_OK) throw new ClipError('CORRUPT', 'cannot initialise inflate');
   }
 
   /** A decoder for a whole blob, from its first byte. */
@@ -76,10 +67,10 @@ export class GzipDecoder {
   static atCheckpoint(cp: Checkpoint, firstByte: number): GzipDecoder {
     const d = new GzipDecoder(Phase.Deflate, false);
     d.members = 1;
-    if (cp.window.length > 0 && zlibInflateSetDictionary(d.strm, cp.window) !== Z_OK) {
+    if (cp.window.length > 0 && d.strm.setDictionary(cp.window) !== Z_OK) {
       throw new ClipError('CORRUPT', `cannot set the window of checkpoint at compressed offset ${cp.compressedOffset}`);
     }
-    inflatePrime(d.strm, cp.bits, firstByte >> (8 - cp.bits));
+    d.strm.prime(cp.bits, firstByte >> (8 - cp.bits));
     return d;
   }
 
@@ -90,13 +81,13 @@ export class GzipDecoder {
 
   /** At a block boundary: how many high bits of the byte before `position` belong to the next block. */
   get pendingBits(): number {
-    return this.strm.data_type & 7;
+    return this.strm.dataType & 7;
   }
 
   /** True when no step can progress until more input is supplied. */
   get needsInput(): boolean {
     if (this.inPos < this.input.length) return false;
-    return this.phase !== Phase.Deflate || this.strm.avail_out > 0;
+    return this.phase !== Phase.Deflate || this.outRoom > 0;
   }
 
   /** True when the blob ended cleanly: after a complete member and before any next one. */
@@ -120,7 +111,7 @@ export class GzipDecoder {
 
   /** Supplies the next input; `offset` is the blob offset of input[0]. */
   setInput(input: Uint8Array, offset: number, pos = 0): void {
-    // A plain Uint8Array view: pako's hot loop runs much slower on Buffers (a Uint8Array
+    // For pako: a plain Uint8Array view: pako's hot loop runs much slower on Buffers (a Uint8Array
     // subclass) than on Uint8Arrays, and mixing the two makes it polymorphic.
     this.input = new Uint8Array(input.buffer, input.byteOffset, input.length);
     this.inputBase = offset;
@@ -154,7 +145,7 @@ export class GzipDecoder {
   }
 
   private startMember(): void {
-    zlibInflateReset(this.strm);
+    this.strm.reset();
     this.phase = Phase.Deflate;
     this.memberOut = 0;
     this.crc = 0;
@@ -165,16 +156,10 @@ export class GzipDecoder {
 
   private inflate(out: Uint8Array<ArrayBuffer>, pos: number, len: number): number {
     const s = this.strm;
-    s.input = this.input;
-    s.next_in = this.inPos;
-    s.avail_in = this.input.length - this.inPos;
-    s.output = out;
-    s.next_out = pos;
-    s.avail_out = len;
-    // Z_BLOCK makes inflate return at each block end, the only places a checkpoint can go.
-    const ret = zlibInflate(s, Z_BLOCK);
-    this.inPos = s.next_in;
-    const produced = s.next_out - pos;
+    const ret = s.inflate(this.input, this.inPos, out, pos, len);
+    this.inPos = s.inPos;
+    const produced = s.outPos - pos;
+    this.outRoom = len - produced;
     if (produced > 0) {
       if (this.checkTrailer) this.crc = crc32(out.subarray(pos, pos + produced), this.crc);
       this.memberOut += produced;
@@ -182,15 +167,20 @@ export class GzipDecoder {
     if (ret === Z_STREAM_END) {
       this.phase = Phase.Trailer;
       this.trailerHave = 0;
-      const held = takeHeldBytes(s);
+      const held = s.takeHeldBytes();
       if (held.length > 0) this.readTrailer(Uint8Array.from(held), 0, false);
     } else if (ret !== Z_OK && ret !== Z_BUF_ERROR) {
-      throw new ClipError('CORRUPT', `bad deflate data near compressed offset ${this.position}: ${s.msg || `error ${ret}`}`);
-    } else if ((s.data_type & 0xc0) === 0x80 && (s.data_type & 0x3f) < 8) {
+      throw new ClipError('CORRUPT', `bad deflate data near compressed offset ${this.position}: ${s.message() || `error ${ret}`}`);
+    } else if ((s.dataType & 0xc0) === 0x80 && (s.dataType & 0x3f) < 8) {
       // 128: stopped at a block boundary; 64 would mean the block that ended was the last.
       this.event = GzipEvent.BlockBoundary;
     }
     return produced;
+  }
+
+  /** Frees the inflate state now (it is also freed when the decoder is garbage collected). */
+  close(): void {
+    this.strm.close();
   }
 
   private readTrailer(src: Uint8Array, pos: number, fromInput = true): void {

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "clip_zlib",
+      "sources": ["clip_zlib.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}
