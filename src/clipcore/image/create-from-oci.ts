@@ -16,7 +16,7 @@ import { WRITER_NAME } from '../version.js';
 import type { ImageMeta, LayerMeta } from './image-meta.js';
 import type { LayerJob } from './index-layer.js';
 import { encodeLayerIndexes } from './layer-index-codec.js';
-import { checkConcurrency, indexLayersInParallel } from './layer-pool.js';
+import { defaultConcurrency, indexLayersInParallel, warmWorkers } from './layer-pool.js';
 
 export interface CreateFromOCIImageOptions {
   /** `alpine`, `host:port/repo:tag`, `repo@sha256:...`. */
@@ -68,9 +68,10 @@ export interface CreateFromOCIImageResult {
 export async function createFromOCIImage(options: CreateFromOCIImageOptions): Promise<CreateFromOCIImageResult> {
   const started = Date.now();
   const spanBytes = checkSpanBytes(Math.round(checkCheckpointMiB(options.checkpointMiB ?? 2) * MiB));
-  if (options.concurrency !== undefined) checkConcurrency(options.concurrency);
+  const concurrency = defaultConcurrency(options.concurrency);
   const outputPath = resolve(options.outputPath);
   await checkOutputDirectory(outputPath);
+  warmWorkers(1);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
   const { resolved, config } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
   const layers = resolved.manifest.layers;
@@ -87,7 +88,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   const report = (): void => options.onProgress?.({ layersDone, layers: layers.length, bytesDone, bytes: totalBytes });
   report();
   const indexed = await indexLayersInParallel(jobs, {
-    concurrency: options.concurrency,
+    concurrency,
     onBytes: (_layer, bytes) => {
       bytesDone += bytes;
       report();

@@ -1,8 +1,9 @@
-import { createLayerIndexer, type LayerCompression, type LayerIndex } from '../compression/index.js';
+import { createLayerIndexer, type LayerCompression } from '../compression/index.js';
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { TarEntryParser } from '../oci/tar-entries.js';
 import { RegistryClient, type RegistryClientOptions, type RepositoryLocation } from '../registry/index.js';
+import { packLayerIndex, type PackedLayerIndex } from './layer-index-codec.js';
 
 export interface LayerJob {
   readonly registry: RegistryClientOptions;
@@ -14,7 +15,7 @@ export interface LayerJob {
 
 export interface IndexedLayer {
   readonly entries: LayerEntry[];
-  readonly index: LayerIndex;
+  readonly index: PackedLayerIndex;
 }
 
 /**
@@ -36,7 +37,7 @@ export async function indexLayer(job: LayerJob, onBytes: (compressedBytes: numbe
     }
     const index = indexer.end();
     parser.end();
-    return { entries, index };
+    return { entries, index: packLayerIndex(index) };
   } catch (err) {
     // Name the layer once: the tar parser and the blob stream may have named it already.
     if (err instanceof ClipError && !err.message.includes(job.digest)) {

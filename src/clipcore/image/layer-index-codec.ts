@@ -1,7 +1,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { ArchiveFormatError } from '../errors.js';
 import { ByteReader, ByteWriter } from '../archive/bytes.js';
-import type { CompressedSpan, LayerCompression, LayerIndex } from '../compression/index.js';
+import type { Checkpoint, CompressedSpan, LayerCompression, LayerIndex } from '../compression/index.js';
 
 /**
  * The LayerIndex and Windows sections of an oci archive.
@@ -31,7 +31,24 @@ export interface StoredLayerIndex {
   readonly spans: readonly CompressedSpan[];
 }
 
-export function encodeLayerIndexes(layers: readonly LayerIndex[]): { layerIndex: Buffer; windows: Buffer } {
+/** A checkpoint whose window is already deflated, as the Windows section stores it. */
+export type PackedCheckpoint = Omit<Checkpoint, 'window'> & { readonly deflatedWindow: Buffer };
+
+export type PackedLayerIndex = Omit<LayerIndex, 'checkpoints'> & { readonly checkpoints: readonly PackedCheckpoint[] };
+
+/**
+ * Deflates a layer's windows; the layer's indexing worker does this, in parallel with the other
+ * layers. Level 6: level 9 is 2.5 times slower for windows 0.7 % smaller (measured on Debian layers).
+ */
+export function packLayerIndex(index: LayerIndex): PackedLayerIndex {
+  const checkpoints = index.checkpoints.map(({ window, ...checkpoint }) => ({
+    ...checkpoint,
+    deflatedWindow: window.length > 0 ? deflateRawSync(window, { level: 6 }) : Buffer.alloc(0),
+  }));
+  return { ...index, checkpoints };
+}
+
+export function encodeLayerIndexes(layers: readonly PackedLayerIndex[]): { layerIndex: Buffer; windows: Buffer } {
   const out = new ByteWriter();
   const windows: Buffer[] = [];
   let windowBytes = 0;
@@ -42,7 +59,7 @@ export function encodeLayerIndexes(layers: readonly LayerIndex[]): { layerIndex:
     out.varint(layer.uncompressedSize);
     out.varint(layer.checkpoints.length);
     for (const checkpoint of layer.checkpoints) {
-      const window = checkpoint.window.length > 0 ? deflateRawSync(checkpoint.window, { level: 9 }) : Buffer.alloc(0);
+      const window = checkpoint.deflatedWindow;
       out.varint(checkpoint.compressedOffset);
       out.u8(checkpoint.bits);
       out.varint(checkpoint.uncompressedOffset);
