@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { CLIP_VERSION, describeError, isClipError } from '../clipcore/index.js';
+// Light imports only: each command loads the modules it runs on when it runs, so that
+// `clip --help` or `clip index` does not pay for FUSE, gRPC and the S3 SDK (about 0.3 s).
+import { describeError, isClipError } from '../clipcore/errors.js';
+import { CLIP_VERSION } from '../clipcore/version.js';
 import { registerCreate } from './commands/create.js';
 import { registerIndex } from './commands/index-image.js';
 import { registerInspect } from './commands/inspect.js';

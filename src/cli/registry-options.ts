@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { ClipError, type RegistryClientOptions } from '../clipcore/index.js';
+import { ClipError } from '../clipcore/errors.js';
+import type { RegistryClientOptions } from '../clipcore/index.js';
 
 /** The registry flags shared by `clip index` and `clip mount`. */
 export interface RegistryFlags {

@@ -1,5 +1,5 @@
 /** The CSI Identity service: who the plugin is, what it serves, whether it is ready. */
-import { ClipError } from '../clipcore/index.js';
+import { ClipError } from '../clipcore/errors.js';
 import type { IdentityService } from './server.js';
 
 export const DEFAULT_DRIVER_NAME = 'clip.csi.dev';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createAndUploadArchive, createArchive, parseS3Url } from '../../clipcore/index.js';
+import { parseS3Url } from '../../clipcore/s3/location.js';
 import { formatBytes, ProgressLine } from '../progress.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
 
@@ -23,6 +23,7 @@ export function registerCreate(program: Command): void {
     const started = Date.now();
     const seconds = (): string => ((Date.now() - started) / 1000).toFixed(1);
     if (options.upload === undefined) {
+      const { createArchive } = await import('../../clipcore/create/create-archive.js');
       const result = await createArchive({
         inputPath: dir,
         outputPath: options.output,
@@ -37,6 +38,7 @@ export function registerCreate(program: Command): void {
       return;
     }
     const { bucket, key } = parseS3Url(options.upload);
+    const { createAndUploadArchive } = await import('../../clipcore/s3/create-s3-archive.js');
     const result = await createAndUploadArchive({
       inputPath: dir,
       outputPath: options.output,

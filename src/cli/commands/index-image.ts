@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
-import { createAndUploadOCIArchive, createFromOCIImage, parseS3Url, type IndexProgress } from '../../clipcore/index.js';
+import type { IndexProgress } from '../../clipcore/index.js';
+import { parseS3Url } from '../../clipcore/s3/location.js';
 import { formatBytes, ProgressLine } from '../progress.js';
 import { addRegistryFlags, registryOptionsFrom, type RegistryFlags } from '../registry-options.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
@@ -41,8 +42,8 @@ export function registerIndex(program: Command): void {
         progress.update(`${formatBytes(bytesDone)} / ${formatBytes(bytes)}, layers ${layersDone}/${layers}`, bytes > 0 ? bytesDone / bytes : undefined),
     };
     const result = target === undefined
-      ? await createFromOCIImage({ ...common, outputPath: flags.output as string })
-      : await createAndUploadOCIArchive({ ...common, ...s3OptionsFrom(flags), ...target, outputPath: flags.output });
+      ? await (await import('../../clipcore/image/create-from-oci.js')).createFromOCIImage({ ...common, outputPath: flags.output as string })
+      : await (await import('../../clipcore/s3/create-oci-upload.js')).createAndUploadOCIArchive({ ...common, ...s3OptionsFrom(flags), ...target, outputPath: flags.output });
     progress.done();
     const share = (part: number): string => `${((100 * part) / Math.max(1, result.uncompressedImageBytes)).toFixed(3)}%`;
     process.stdout.write(

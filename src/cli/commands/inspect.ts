@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
-import { ArchiveReader, asImageMeta, formatPlatform, SectionKind, type Inode } from '../../clipcore/index.js';
+import { SectionKind } from '../../clipcore/archive/format.js';
+import { asImageMeta } from '../../clipcore/image/image-meta.js';
+import type { ArchiveReader, Inode } from '../../clipcore/index.js';
+import { formatPlatform } from '../../clipcore/registry/platform.js';
 import { formatBytes } from '../progress.js';
 
 interface InspectOptions {
@@ -15,6 +18,7 @@ export function registerInspect(program: Command): void {
     .option('--json', 'print machine-readable JSON')
     .option('--list', 'also list every path with its type, mode, owner, size, mtime and link target')
     .action(async (file: string, options: InspectOptions) => {
+      const { ArchiveReader } = await import('../../clipcore/read/archive-reader.js');
       const reader = await ArchiveReader.open(file);
       try {
         const summary = summarize(reader);

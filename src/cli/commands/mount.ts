@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { mountArchive } from '../../clipcore/index.js';
 import { parseByteSize } from '../byte-size.js';
 import { logJson } from '../log.js';
 import { addRegistryFlags, registryOptionsFrom, type RegistryFlags } from '../registry-options.js';
@@ -26,6 +25,7 @@ export function registerMount(program: Command): void {
     .addHelpText('after', S3_HELP)
     .action(async (file: string, mountPoint: string, options: RegistryFlags & S3Flags & CacheFlags) => {
       const registry = await registryOptionsFrom(options);
+      const { mountArchive } = await import('../../clipcore/fuse/mount.js');
       const handle = await mountArchive({
         archive: file,
         mountPoint,

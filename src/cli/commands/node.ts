@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ClipError, CLIP_VERSION } from '../../clipcore/index.js';
+import { ClipError } from '../../clipcore/errors.js';
+import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
-import { startNodePlugin } from '../../node/plugin.js';
 import { parseByteSize } from '../byte-size.js';
 import { logJson } from '../log.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
@@ -73,6 +73,7 @@ export function registerNode(program: Command): void {
     .action(async (flags: NodeFlags) => {
       const nodeId = flags.nodeId ?? process.env['NODE_NAME'];
       if (!nodeId) throw new ClipError('INVALID_ARGUMENT', 'a node id is required: pass --node-id or set NODE_NAME');
+      const { startNodePlugin } = await import('../../node/plugin.js');
       const plugin = await startNodePlugin({
         endpoint: flags.endpoint,
         nodeId,
