@@ -1,12 +1,13 @@
 /** The node-local disk cache on its own: format, integrity, LRU bound, processes sharing it, a full disk. */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
+import { DEFAULT_BLOCK_BYTES as BLOCK } from '../src/clipcore/cache/disk-entry.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import { entryContent, keyOf } from './helpers/cache-writer.js';
@@ -105,12 +106,12 @@ describe('DiskCache', () => {
     const dataOffset = bytes.length - data.length;
     // Flip one byte in block 2: reads of block 0 still pass (only touched blocks are checked)...
     const damaged = Buffer.from(bytes);
-    damaged[dataOffset + 2 * 65536 + 10] = (damaged[dataOffset + 2 * 65536 + 10] as number) ^ 0x01;
+    damaged[dataOffset + 2 * BLOCK + 10] = (damaged[dataOffset + 2 * BLOCK + 10] as number) ^ 0x01;
     await writeFile(path, damaged);
     const fresh = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics, logger });
     assert.deepEqual(await fresh.getContent(key, 0, 100), data.subarray(0, 100));
     // ...and a read of block 2 fails its check: a miss, and the entry is gone.
-    assert.equal(await fresh.getContent(key, 2 * 65536, 100), undefined);
+    assert.equal(await fresh.getContent(key, 2 * BLOCK, 100), undefined);
     await assert.rejects(stat(path), { code: 'ENOENT' });
     assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 1);
     const warning = lines.find((line) => line.level === 'warn' && /failed its check/.test(line.message));
@@ -220,6 +221,90 @@ describe('DiskCache', () => {
       const unmounted = await run('umount', [dir]);
       assert.equal(unmounted.code, 0, unmounted.stderr);
     }
+  });
+
+  test('a read that knows the entry length gets header and blocks at once; entries of any block size read right', async () => {
+    const dir = join(work, 'block-sizes');
+    const registry = new Registry();
+    const metrics = new ClipMetrics(registry);
+    const ownSize = entryContent(11, 1);
+    const otherSize = entryContent(11, 2);
+    await (await DiskCache.open({ dir, maxBytes: 64 << 20 })).storeContent([ownSize], keyOf(ownSize));
+    // An entry written with 64 KiB blocks (an earlier version's default): its header says so.
+    await (await DiskCache.open({ dir, maxBytes: 64 << 20, blockBytes: 65536 })).storeContent([otherSize], keyOf(otherSize));
+    const ranges = (size: number): Array<[number, number]> => [[0, 1], [BLOCK - 2, 4], [3 * BLOCK + 5, 4096], [65_530, 70_000], [size - 4096, 4096], [0, size]];
+    for (const data of [ownSize, otherSize]) {
+      for (const hint of [data.length, data.length + 4096, undefined]) {
+        for (const [offset, length] of ranges(data.length)) {
+          // A fresh instance each time: the header is not known yet, as in a new process.
+          const reader = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics });
+          assert.deepEqual(await reader.getContent(keyOf(data), offset, length, hint), data.subarray(offset, offset + length), `[${offset}, +${length}) hint ${hint}`);
+          assert.deepEqual(await reader.getContent(keyOf(data), offset, length, hint), data.subarray(offset, offset + length), 'again, header known');
+          await reader.close();
+        }
+      }
+    }
+    assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 0);
+  });
+
+  test('a header remembered from an earlier file of an entry does not condemn the file now under its name', async () => {
+    const dir = join(work, 'replaced-geometry');
+    const registry = new Registry();
+    const reader = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics: new ClipMetrics(registry) });
+    const data = entryContent(12, 1);
+    const key = keyOf(data);
+    await (await DiskCache.open({ dir, maxBytes: 64 << 20, blockBytes: 65536 })).storeContent([data], key);
+    assert.deepEqual(await reader.getContent(key, 5 * BLOCK, 100, data.length), data.subarray(5 * BLOCK, 5 * BLOCK + 100));
+    // Another process replaces the entry with a copy written with other blocks.
+    await rm(entryPath(dir, key));
+    await (await DiskCache.open({ dir, maxBytes: 64 << 20 })).storeContent([data], key);
+    assert.deepEqual(await reader.getContent(key, 5 * BLOCK, 100, data.length), data.subarray(5 * BLOCK, 5 * BLOCK + 100));
+    assert.ok(await reader.has(key), 'the good entry is kept');
+    assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 0);
+  });
+
+  test('every read checks the blocks it touches: damage after an earlier good read is caught, in place or by replacement', async () => {
+    const dir = join(work, 'checked-every-read');
+    const registry = new Registry();
+    const reader = await DiskCache.open({ dir, maxBytes: 64 << 20, metrics: new ClipMetrics(registry) });
+    const data = entryContent(13, 1);
+    const key = keyOf(data);
+    const path = entryPath(dir, key);
+    const damage = async (replace: boolean): Promise<void> => {
+      const bytes = await readFile(path);
+      bytes[bytes.length - data.length + 100] = (bytes[bytes.length - data.length + 100] as number) ^ 0x20;
+      if (!replace) return writeFile(path, bytes); // same file, rewritten
+      await writeFile(`${path}.new`, bytes);
+      await rename(`${path}.new`, path); // a new file under the name, as a writer renames one in
+    };
+    for (const replace of [false, true]) {
+      assert.equal(await reader.storeContent([data], key), true);
+      assert.deepEqual(await reader.getContent(key, 0, 200, data.length), data.subarray(0, 200), 'checked and good');
+      await damage(replace);
+      assert.equal(await reader.getContent(key, 0, 200, data.length), undefined, `damage ${replace ? 'by replacement' : 'in place'} is caught`);
+      await assert.rejects(stat(path), { code: 'ENOENT' }, 'and the entry deleted');
+    }
+    assert.equal(await metricValue(registry, 'clip_span_verification_failures_total', { tier: 'disk' }), 2);
+  });
+
+  test('reads refresh LRU recency (mtime) in the background, and close() writes what is pending', async () => {
+    const dir = join(work, 'touch');
+    const writer = await DiskCache.open({ dir, maxBytes: 64 << 20 });
+    const [first, second] = [entryContent(14, 1), entryContent(14, 2)];
+    const old = Date.now() / 1000 - 3600;
+    for (const data of [first, second]) {
+      await writer.storeContent([data], keyOf(data));
+      await utimes(entryPath(dir, keyOf(data)), old, old);
+    }
+    const mtime = async (data: Buffer): Promise<number> => (await stat(entryPath(dir, keyOf(data)))).mtimeMs;
+    const reader = await DiskCache.open({ dir, maxBytes: 64 << 20 });
+    assert.ok(await reader.getContent(keyOf(first), 0, 10));
+    const deadline = Date.now() + 10_000;
+    while ((await mtime(first)) < Date.now() - 60_000 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok((await mtime(first)) >= Date.now() - 60_000, 'written by the background timer');
+    assert.ok(await reader.getContent(keyOf(second), 0, 10));
+    await reader.close();
+    assert.ok((await mtime(second)) >= Date.now() - 60_000, 'written by close()');
   });
 
   test('a lock left by a dead process is broken', async () => {

@@ -7,6 +7,7 @@ import type { ClipMetrics } from '../metrics/clip-metrics.js';
 import type { ClipLogger } from '../metrics/logger.js';
 import { collectChunks, type ContentCache } from './content-cache.js';
 import { DirLock, processExists } from './dir-lock.js';
+import { closeQuietly, fstatDescriptor, openForReading, preadFully } from './descriptors.js';
 import {
   DEFAULT_BLOCK_BYTES,
   dataOffsetFor,
@@ -25,7 +26,7 @@ export interface DiskCacheOptions {
   readonly maxBytes: number;
   readonly logger?: ClipLogger;
   readonly metrics?: ClipMetrics;
-  /** Size of the independently checked blocks of an entry. Default 64 KiB. */
+  /** Size of the independently checked blocks of the entries it writes. Default 16 KiB. */
   readonly blockBytes?: number;
 }
 
@@ -39,10 +40,13 @@ const EVICT_SLACK = 0.1;
 const STALE_TEMP_MS = 10 * 60_000;
 /** Reads move an entry to the young end of the LRU (its mtime) at most this often per process. */
 const TOUCH_INTERVAL_MS = 30_000;
+/** Touches noted by reads are written this much later, in the background, several at a time. */
+const TOUCH_DELAY_MS = 1_000;
 /** After ENOSPC or EDQUOT, writes pause this long: reads go on uncached meanwhile. */
 const FULL_PAUSE_MS = 10_000;
 const WARN_INTERVAL_MS = 60_000;
 const HEADER_CACHE_LIMIT = 20_000;
+const TOUCHED_LIMIT = 20_000;
 const HOST_TAG = sha256(hostname()).toString('hex').slice(0, 8);
 
 interface ScannedEntry {
@@ -57,11 +61,14 @@ interface ScannedEntry {
  * that opens the same directory and kept across restarts (docs/cache.md).
  *
  * - Reads take no lock: an entry is complete or absent (written to a temporary file, renamed
- *   into place). Every block a read touches is checked against the digest in the entry's header;
- *   an entry that fails is deleted and reported as a miss, so the caller refetches.
+ *   into place). Every block a read touches is checked against the digest in the entry's header,
+ *   on every read (the page cache may have re-read it from the disk since the last check); an
+ *   entry that fails is deleted and reported as a miss, so the caller refetches. A read costs two
+ *   round trips to the thread pool: open, then the header and the blocks at once (or the blocks
+ *   alone once the header is known); the descriptor is closed in the background.
  * - Size: a ledger file holds the bytes of all entries and of writes in progress. A writer
  *   reserves the entry's size under the directory lock, evicting least recently used entries
- *   (oldest mtime; reads refresh it) when the ledger would pass the bound. Evicting rescans the
+ *   (oldest mtime; reads refresh it in the background) when the ledger would pass the bound. Evicting rescans the
  *   directory, which also corrects the ledger after crashes.
  * - Failures to write (ENOSPC, EDQUOT, EIO, a busy lock) are never errors: the entry is not
  *   stored, a warning is logged, and reads go on uncached.
@@ -76,8 +83,13 @@ export class DiskCache implements ContentCache {
   private readonly blockBytes: number;
   private readonly logger: ClipLogger | undefined;
   private readonly metrics: ClipMetrics | undefined;
+  /** Checked headers by key: an entry's later reads skip reading and checking its header. */
   private readonly headers = new Map<string, EntryHeader>();
+  /** When this process last refreshed each entry's mtime (LRU recency), and those still to write. */
   private readonly touched = new Map<string, number>();
+  private readonly pendingTouches = new Set<string>();
+  private touchTimer: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly warned = new Map<string, number>();
   private pausedUntil = 0;
   private knownBytes = 0;
@@ -135,56 +147,69 @@ export class DiskCache implements ContentCache {
     }
   }
 
-  async getContent(hash: string, offset: number, length: number): Promise<Buffer | undefined> {
+  /**
+   * Bytes [offset, offset + length) of the entry stored under `hash`, checked against the entry's
+   * block digests; undefined when absent or when the entry fails a check (it is then deleted).
+   * `entryLength`, the entry's content length when the caller knows it (a span's length), lets a
+   * read whose header is not known yet fetch the header and the blocks it needs at once rather
+   * than one after the other.
+   */
+  async getContent(hash: string, offset: number, length: number, entryLength?: number): Promise<Buffer | undefined> {
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0)) return undefined;
     const key = fileKey(hash);
     const path = this.entryPath(key);
-    let handle: FileHandle;
+    let fd: number;
     try {
-      handle = await open(path, 'r');
+      fd = await openForReading(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.warn('read', 'disk cache: cannot open an entry', err);
       return undefined;
     }
     try {
-      let header = this.headers.get(key);
-      if (header === undefined) {
-        const parsed = await readHeader(handle, sha256(key));
-        if (typeof parsed === 'string') {
-          await this.drop(key, path, parsed);
-          return undefined;
-        }
-        header = parsed;
-        if (this.headers.size >= HEADER_CACHE_LIMIT) this.headers.clear();
-        this.headers.set(key, header);
-      }
-      if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= header.length)) {
-        return undefined;
-      }
-      if (length === 0) return Buffer.alloc(0);
-      const block = header.blockBytes;
-      const first = Math.floor(offset / block);
-      const last = Math.floor((offset + length - 1) / block);
-      const start = first * block;
-      const buffer = Buffer.allocUnsafe(Math.min((last + 1) * block, header.length) - start);
-      if ((await readFully(handle, buffer, header.dataOffset + start)) !== buffer.length) {
-        await this.drop(key, path, 'content cut short');
-        return undefined;
-      }
-      for (let b = first; b <= last; b++) {
-        const piece = buffer.subarray((b - first) * block, (b - first + 1) * block);
-        if (!sha256(piece).equals(header.blockDigests.subarray(32 * b, 32 * b + 32))) {
-          await this.drop(key, path, `block ${b} fails its sha256 check`);
-          return undefined;
-        }
-      }
-      this.touch(key, path);
-      return buffer.subarray(offset - start, offset - start + length);
+      return await this.readEntry(key, path, fd, offset, length, entryLength);
     } catch (err) {
       this.warn('read', 'disk cache: an entry could not be read', err);
       return undefined;
     } finally {
-      await handle.close().catch(() => undefined);
+      // Not awaited: closing is off the read's path.
+      void closeQuietly(fd);
     }
+  }
+
+  /** getContent on an open entry file: a miss (undefined) for a range outside it or a failed check. */
+  private async readEntry(key: string, path: string, fd: number, offset: number, length: number, entryLength: number | undefined): Promise<Buffer | undefined> {
+    const known = this.headers.get(key);
+    if (known !== undefined) {
+      const part = await readChecked(fd, known, offset, length, undefined);
+      if (part === undefined) return undefined;
+      if (typeof part !== 'string') {
+        this.recordUse(key);
+        return part;
+      }
+      // The header remembered may belong to an earlier file under this name (written with
+      // another block size): judge the entry by its own header.
+      this.headers.delete(key);
+    }
+    // Assume this cache's own block size: right for every entry this version wrote.
+    const guess = entryLength !== undefined && Number.isSafeInteger(entryLength) && entryLength > 0 && entryLength <= MAX_ENTRY_CONTENT
+      ? { blockBytes: this.blockBytes, length: entryLength, dataOffset: dataOffsetFor(entryLength, this.blockBytes) }
+      : undefined;
+    const earlyRead = guess !== undefined && length > 0 && offset + length <= guess.length ? readBlocks(fd, guess, offset, length) : undefined;
+    const [header, early] = await Promise.all([readHeader(fd, sha256(key), guess?.dataOffset ?? headerProbeBytes()), earlyRead?.catch(() => undefined)]);
+    if (typeof header === 'string') {
+      await this.drop(key, path, fd, header);
+      return undefined;
+    }
+    const part = await readChecked(fd, header, offset, length, early);
+    if (part === undefined) return undefined;
+    if (typeof part === 'string') {
+      await this.drop(key, path, fd, part);
+      return undefined;
+    }
+    if (this.headers.size >= HEADER_CACHE_LIMIT) this.headers.clear();
+    this.headers.set(key, header);
+    this.recordUse(key);
+    return part;
   }
 
   async storeContent(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, hash: string): Promise<boolean> {
@@ -238,7 +263,12 @@ export class DiskCache implements ContentCache {
     }
   }
 
+  /** Writes pending LRU touches and waits for its lock. */
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.touchTimer !== undefined) clearTimeout(this.touchTimer);
+    this.touchTimer = undefined;
+    await this.flushTouches();
     await this.lock.run(async () => undefined).catch(() => undefined);
   }
 
@@ -265,6 +295,8 @@ export class DiskCache implements ContentCache {
 
   /** Under the lock: deletes least recently used entries until `size` more bytes fit, with slack. */
   private async evict(size: number): Promise<number> {
+    // This process's recent reads count in the order below, however recent.
+    await this.flushTouches();
     const { total, entries } = await this.scan();
     let target = this.maxBytes - size - Math.floor(this.maxBytes * EVICT_SLACK);
     if (target < 0) target = this.maxBytes - size;
@@ -360,20 +392,51 @@ export class DiskCache implements ContentCache {
     this.metrics?.diskCacheSize(bytes, this.maxBytes);
   }
 
-  private async drop(key: string, path: string, reason: string): Promise<void> {
+  /** An entry that failed a check: its file deleted, reported. */
+  private async drop(key: string, path: string, fd: number, reason: string): Promise<void> {
     this.headers.delete(key);
-    await unlink(path).catch(() => undefined);
+    // Only if the name still holds the file that failed: another process may have replaced it
+    // with a good copy since this one was opened.
+    try {
+      const [failed, current] = await Promise.all([fstatDescriptor(fd), stat(path)]);
+      if (failed.ino === current.ino && failed.dev === current.dev) await unlink(path);
+    } catch {
+      // gone already
+    }
     this.metrics?.verificationFailed('disk');
     this.logger?.('warn', 'disk cache entry failed its check; dropped, the span will be refetched', { cacheDir: this.dir, key, reason });
   }
 
-  private touch(key: string, path: string): void {
+  /**
+   * LRU recency is the entry's mtime. A read only notes the entry (at most once per
+   * TOUCH_INTERVAL_MS per entry); a timer writes the mtimes in the background, TOUCH_DELAY_MS
+   * later, and an eviction by this process writes them first.
+   */
+  private recordUse(key: string): void {
     const now = Date.now();
-    if (now - (this.touched.get(key) ?? 0) < TOUCH_INTERVAL_MS) return;
-    if (this.touched.size >= HEADER_CACHE_LIMIT) this.touched.clear();
+    const last = this.touched.get(key);
+    if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
+    if (this.touched.size >= TOUCHED_LIMIT) this.touched.clear();
     this.touched.set(key, now);
-    const seconds = now / 1000;
-    utimes(path, seconds, seconds).catch(() => undefined);
+    this.pendingTouches.add(key);
+    this.scheduleTouches();
+  }
+
+  private scheduleTouches(): void {
+    if (this.touchTimer !== undefined || this.closed) return;
+    this.touchTimer = setTimeout(() => {
+      this.touchTimer = undefined;
+      void this.flushTouches();
+    }, TOUCH_DELAY_MS);
+    this.touchTimer.unref();
+  }
+
+  private async flushTouches(): Promise<void> {
+    if (this.pendingTouches.size === 0) return;
+    const keys = [...this.pendingTouches];
+    this.pendingTouches.clear();
+    const seconds = Date.now() / 1000;
+    await Promise.all(keys.map((key) => utimes(this.entryPath(key), seconds, seconds).catch(() => undefined)));
   }
 
   private writeFailed(err: unknown): void {
@@ -414,11 +477,11 @@ function accounted(fileBytes: number): number {
   return Math.ceil(fileBytes / 4096) * 4096;
 }
 
-async function readHeader(handle: FileHandle, keyDigest: Buffer): Promise<EntryHeader | string> {
-  let want = headerProbeBytes();
+/** Reads and checks an entry's header, `want` bytes first (more if the header says it is longer). */
+async function readHeader(fd: number, keyDigest: Buffer, want: number): Promise<EntryHeader | string> {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const head = Buffer.alloc(want);
-    const got = await readFully(handle, head, 0);
+    const head = Buffer.allocUnsafe(want);
+    const got = await preadFully(fd, head, 0);
     const parsed = parseEntryHeader(head.subarray(0, got), keyDigest);
     if (typeof parsed === 'string') return parsed;
     if (!('need' in parsed)) return parsed;
@@ -428,14 +491,62 @@ async function readHeader(handle: FileHandle, keyDigest: Buffer): Promise<EntryH
   return 'header cut short';
 }
 
-async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<number> {
-  let filled = 0;
-  while (filled < buffer.length) {
-    const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
+/** The blocks covering [offset, offset + length) of an entry, as byte offsets into its content. */
+interface BlockRange {
+  readonly first: number;
+  readonly last: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Blocks read before the header was checked, under an assumed layout. */
+interface BlockRead extends BlockRange {
+  readonly blockBytes: number;
+  readonly dataOffset: number;
+  readonly buffer: Buffer;
+}
+
+type Layout = Pick<EntryHeader, 'blockBytes' | 'length' | 'dataOffset'>;
+
+function blockRange(layout: Layout, offset: number, length: number): BlockRange {
+  const block = layout.blockBytes;
+  const first = Math.floor(offset / block);
+  const last = Math.floor((offset + length - 1) / block);
+  return { first, last, start: first * block, end: Math.min((last + 1) * block, layout.length) };
+}
+
+async function readBlocks(fd: number, layout: Layout, offset: number, length: number): Promise<BlockRead | undefined> {
+  const range = blockRange(layout, offset, length);
+  const buffer = Buffer.allocUnsafe(range.end - range.start);
+  if ((await preadFully(fd, buffer, layout.dataOffset + range.start)) !== buffer.length) return undefined;
+  return { ...range, blockBytes: layout.blockBytes, dataOffset: layout.dataOffset, buffer };
+}
+
+/** Whether blocks read under an assumed layout are the ones the checked header locates. */
+function sameBlocks(read: BlockRead, range: BlockRange, header: EntryHeader): boolean {
+  return read.blockBytes === header.blockBytes && read.dataOffset === header.dataOffset && read.start === range.start && read.end === range.end;
+}
+
+/**
+ * Bytes [offset, offset + length) of an entry with `header`, every block they touch checked
+ * (blocks read early are used if they are the right ones). Undefined for a range outside the
+ * entry; a string saying why when the entry fails its check.
+ */
+async function readChecked(fd: number, header: EntryHeader, offset: number, length: number, early: BlockRead | undefined): Promise<Buffer | string | undefined> {
+  if (offset + length > header.length) return undefined;
+  if (length === 0) return Buffer.alloc(0);
+  const range = blockRange(header, offset, length);
+  let buffer = early !== undefined && sameBlocks(early, range, header) ? early.buffer : undefined;
+  if (buffer === undefined) {
+    buffer = Buffer.allocUnsafe(range.end - range.start);
+    if ((await preadFully(fd, buffer, header.dataOffset + range.start)) !== buffer.length) return 'content cut short';
   }
-  return filled;
+  const block = header.blockBytes;
+  for (let b = range.first; b <= range.last; b++) {
+    const piece = buffer.subarray((b - range.first) * block, (b - range.first + 1) * block);
+    if (!sha256(piece).equals(header.blockDigests.subarray(32 * b, 32 * b + 32))) return `block ${b} fails its sha256 check`;
+  }
+  return buffer.subarray(offset - range.start, offset - range.start + length);
 }
 
 async function writeFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {

@@ -226,7 +226,7 @@ export class SpanCache {
 
   private async readDisk(ref: SpanRef, offset: number, length: number): Promise<Buffer | undefined> {
     const disk = this.disk as DiskCache;
-    const part = await disk.getContent(ref.key, offset, length);
+    const part = await disk.getContent(ref.key, offset, length, ref.length);
     this.metrics?.lookup('disk', part !== undefined);
     return part;
   }
