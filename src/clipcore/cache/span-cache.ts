@@ -91,7 +91,7 @@ export class SpanCache {
 
   /** Bytes [from, to) of a span, for a read that someone is waiting on. */
   async read(ref: SpanRef, from: number, to: number): Promise<Buffer> {
-    const started = performance.now();
+    const started = this.metrics === undefined ? 0 : performance.now();
     try {
       const cached = this.memory.get(ref.key);
       if (cached !== undefined) {
@@ -162,7 +162,7 @@ export class SpanCache {
   }
 
   private served(tier: CacheTier, started: number): void {
-    this.metrics?.spanServed(tier, (performance.now() - started) / 1000);
+    if (this.metrics !== undefined) this.metrics.spanServed(tier, (performance.now() - started) / 1000);
   }
 
   private load(ref: SpanRef, options: { onDemand: boolean; skipDisk: boolean; keepInMemory: boolean }): Promise<Loaded> {

@@ -42,20 +42,25 @@ export class SpannedBlob {
     if (from === to) return Buffer.alloc(0);
     const { layout } = this;
     const first = this.spanContaining(from);
-    const parts: Array<Promise<Buffer>> = [];
     let last = first;
-    for (let i = first; i < layout.count && layout.start(i) < to; i++) {
-      const start = layout.start(i);
-      parts.push(this.cache.read(layout.ref(i), Math.max(0, from - start), Math.min(layout.end(i), to) - start));
-      last = i;
-    }
+    while (last + 1 < layout.count && layout.start(last + 1) < to) last++;
+    // Most reads (4 KiB pages, 128 KiB kernel read-ahead) fall in one span: no array, no Promise.all.
+    // The read's own fetches start before read-ahead's.
+    const single = first === last ? this.readSpan(first, from, to) : undefined;
+    const parts: Array<Promise<Buffer>> = [];
+    if (single === undefined) for (let i = first; i <= last; i++) parts.push(this.readSpan(i, from, to));
     if (this.isSequential(from, to)) {
       for (let i = last + 1; i <= last + this.readAheadSpans && i < layout.count && layout.start(i) < limit; i++) {
         this.cache.readAhead(layout.ref(i));
       }
     }
-    const pieces = await Promise.all(parts);
-    return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    return single ?? Buffer.concat(await Promise.all(parts));
+  }
+
+  /** The part of [from, to) in span `i`. */
+  private readSpan(i: number, from: number, to: number): Promise<Buffer> {
+    const start = this.layout.start(i);
+    return this.cache.read(this.layout.ref(i), Math.max(0, from - start), Math.min(this.layout.end(i), to) - start);
   }
 
   /** The spans holding bytes [from, to). */
