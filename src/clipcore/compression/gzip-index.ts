@@ -106,17 +106,21 @@ export function inflateRange(cp: Checkpoint, compressed: Uint8Array, start: numb
   if (end === start) return Buffer.alloc(0);
   if (compressed.length === 0) throw new ClipError('CORRUPT', 'no compressed data for range');
   const decoder = GzipDecoder.atCheckpoint(cp, compressed[0]!);
-  decoder.setInput(compressed, byteStart(cp), cp.bits > 0 ? 1 : 0);
-  // Output before `start` is inflated into a scratch buffer and dropped.
-  const scratch = new Uint8Array(Math.min(OUTPUT_CHUNK_BYTES, Math.max(start - cp.uncompressedOffset, 1)));
-  let skip = start - cp.uncompressedOffset;
-  let have = 0;
-  while (have < result.length) {
-    if (decoder.needsInput) {
-      throw new ClipError('CORRUPT', `compressed data ended before uncompressed offset ${start + have} (${decoder.describeState()})`);
+  try {
+    decoder.setInput(compressed, byteStart(cp), cp.bits > 0 ? 1 : 0);
+    // Output before `start` is inflated into a scratch buffer and dropped.
+    const scratch = new Uint8Array(Math.min(OUTPUT_CHUNK_BYTES, Math.max(start - cp.uncompressedOffset, 1)));
+    let skip = start - cp.uncompressedOffset;
+    let have = 0;
+    while (have < result.length) {
+      if (decoder.needsInput) {
+        throw new ClipError('CORRUPT', `compressed data ended before uncompressed offset ${start + have} (${decoder.describeState()})`);
+      }
+      if (skip > 0) skip -= decoder.step(scratch, 0, Math.min(skip, scratch.length));
+      else have += decoder.step(result, have, result.length - have);
     }
-    if (skip > 0) skip -= decoder.step(scratch, 0, Math.min(skip, scratch.length));
-    else have += decoder.step(result, have, result.length - have);
+  } finally {
+    decoder.close();
   }
   return Buffer.from(result.buffer, result.byteOffset, result.length);
 }
