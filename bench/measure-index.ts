@@ -2,8 +2,9 @@
  * 1. Index time, per layer and per image, against the limit: `gzip -dc blob | tar -t` of the same
  *    blob from local disk (bench/.cache, page cache warm). Whole image with 1, 2 and 4 layers at once
  *    (createFromOCIImage `concurrency`) against the same number of `gzip | tar` pipelines in parallel.
- *    These run in the bench's process, as in a long-lived node plugin or controller (indexing
- *    workers stay warm between images); `clip index` rows run the command in a fresh process.
+ *    These run in the bench's process after one discarded warm-up run, as in a long-lived node
+ *    plugin or controller (indexing workers stay warm between images); the `clip index` rows run
+ *    the command in a fresh process each time, cold.
  * 2. Index size: what a mount needs before its first read (mountBytes) and the whole .clip with its
  *    checkpoint windows (archiveBytes), as shares of the uncompressed and compressed image.
  */
@@ -91,6 +92,7 @@ export async function measureIndexTime(ctx: BenchContext): Promise<void> {
   const layerImages = options.quick ? ctx.layerImages.filter((l) => keep.has(l)) : ctx.layerImages;
   for (const { layer, ref } of layerImages) {
     let files = 0;
+    await timeIndex(ctx, ref, 1); // warm-up, discarded
     const times = await paired(
       options.runs,
       async () => {
@@ -132,6 +134,7 @@ export async function measureIndexTime(ctx: BenchContext): Promise<void> {
   const blobs = image.layers.map((l) => l.blobPath);
   const uncompressed = image.layers.reduce((sum, l) => sum + l.uncompressedSize, 0);
   for (const concurrency of options.quick ? [1, 4] : [1, 2, 4]) {
+    await timeIndex(ctx, ctx.debian.ref, concurrency); // warm-up, discarded
     const times = await paired(options.runs, async () => (await timeIndex(ctx, ctx.debian.ref, concurrency)).ms, () => timeBaseline(blobs, concurrency));
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
