@@ -1,6 +1,6 @@
 /** The node-local disk cache on its own: format, integrity, LRU bound, processes sharing it, a full disk. */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -217,6 +217,7 @@ describe('DiskCache', () => {
         const size = (await stat(file)).size;
         assert.ok(await cache.getContent(key, 0, 1), `entry ${key} (${size} bytes) unreadable`);
       }
+      await cache.close();
     } finally {
       const unmounted = await run('umount', [dir]);
       assert.equal(unmounted.code, 0, unmounted.stderr);
@@ -307,6 +308,25 @@ describe('DiskCache', () => {
     assert.ok((await mtime(second)) >= Date.now() - 60_000, 'written by close()');
   });
 
+  test('entry files are closed after reads, in the background; close() waits until none is open', async () => {
+    const dir = join(work, 'descriptors');
+    const cache = await DiskCache.open({ dir, maxBytes: 64 << 20 });
+    const items = Array.from({ length: 20 }, (_, i) => entryContent(15, i));
+    for (const data of items) await cache.storeContent([data], keyOf(data));
+    const openInDir = async (): Promise<number> => {
+      let count = 0;
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (target.startsWith(join(dir, 'v1', 'entries'))) count++;
+      }
+      return count;
+    };
+    const parts = await Promise.all(items.map((data) => cache.getContent(keyOf(data), 100, 5000, data.length)));
+    parts.forEach((part, i) => assert.deepEqual(part, (items[i] as Buffer).subarray(100, 5100)));
+    await cache.close();
+    assert.equal(await openInDir(), 0);
+  });
+
   test('a lock left by a dead process is broken', async () => {
     const dir = join(work, 'stale-lock');
     const cache = await DiskCache.open({ dir, maxBytes: 8 << 20 });
@@ -344,6 +364,7 @@ describe('DiskCache', () => {
       if (stored[0]) assert.deepEqual(await cache.getContent(keyOf(first), 0, first.length), first);
       const handle = await open(join(dir, 'v1', 'size'), 'r').catch(() => undefined);
       await handle?.close();
+      await cache.close();
     } finally {
       const unmounted = await run('umount', [dir]);
       assert.equal(unmounted.code, 0, unmounted.stderr);

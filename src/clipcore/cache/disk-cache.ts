@@ -7,7 +7,7 @@ import type { ClipMetrics } from '../metrics/clip-metrics.js';
 import type { ClipLogger } from '../metrics/logger.js';
 import { collectChunks, type ContentCache } from './content-cache.js';
 import { DirLock, processExists } from './dir-lock.js';
-import { closeQuietly, fstatDescriptor, openForReading, preadFully } from './descriptors.js';
+import { closeSoon, fstatDescriptor, openForReading, preadFully } from './descriptors.js';
 import {
   DEFAULT_BLOCK_BYTES,
   dataOffsetFor,
@@ -89,6 +89,8 @@ export class DiskCache implements ContentCache {
   private readonly touched = new Map<string, number>();
   private readonly pendingTouches = new Set<string>();
   private touchTimer: NodeJS.Timeout | undefined;
+  /** Entry files being closed after reads: close() waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private closed = false;
   private readonly warned = new Map<string, number>();
   private pausedUntil = 0;
@@ -171,8 +173,9 @@ export class DiskCache implements ContentCache {
       this.warn('read', 'disk cache: an entry could not be read', err);
       return undefined;
     } finally {
-      // Not awaited: closing is off the read's path.
-      void closeQuietly(fd);
+      const closed = closeSoon(fd);
+      this.closing.add(closed);
+      void closed.then(() => this.closing.delete(closed));
     }
   }
 
@@ -263,12 +266,13 @@ export class DiskCache implements ContentCache {
     }
   }
 
-  /** Writes pending LRU touches and waits for its lock. */
+  /** Writes pending LRU touches, waits for entry files still open to be closed, and for its lock. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.touchTimer !== undefined) clearTimeout(this.touchTimer);
     this.touchTimer = undefined;
     await this.flushTouches();
+    await Promise.all([...this.closing]);
     await this.lock.run(async () => undefined).catch(() => undefined);
   }
 
