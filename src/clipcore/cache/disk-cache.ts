@@ -466,7 +466,9 @@ export class DiskCache implements ContentCache {
   }
 
   private entryPath(key: string): string {
-    return join(this.entriesDir, key.slice(0, 2), key);
+    // Concatenated, not path.join: keys are hex and entriesDir is absolute and normalized, and
+    // this runs on every read.
+    return `${this.entriesDir}/${key.slice(0, 2)}/${key}`;
   }
 }
 
