@@ -68,8 +68,8 @@ interface ScannedEntry {
  *   alone once the header is known); the descriptor is closed in the background.
  * - Size: a ledger file holds the bytes of all entries and of writes in progress. A writer
  *   reserves the entry's size under the directory lock, evicting least recently used entries
- *   (oldest mtime; reads refresh it in the background) when the ledger would pass the bound. Evicting rescans the
- *   directory, which also corrects the ledger after crashes.
+ *   (oldest mtime; reads refresh it in the background) when the ledger would pass the bound.
+ *   Evicting rescans the directory, which also corrects the ledger after crashes.
  * - Failures to write (ENOSPC, EDQUOT, EIO, a busy lock) are never errors: the entry is not
  *   stored, a warning is logged, and reads go on uncached.
  */
