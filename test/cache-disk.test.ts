@@ -1,5 +1,6 @@
 /** The node-local disk cache on its own: format, integrity, LRU bound, processes sharing it, a full disk. */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
-import { DEFAULT_BLOCK_BYTES as BLOCK } from '../src/clipcore/cache/disk-entry.js';
+import { DEFAULT_BLOCK_BYTES as BLOCK, sha256 } from '../src/clipcore/cache/disk-entry.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import { entryContent, keyOf } from './helpers/cache-writer.js';
@@ -325,6 +326,13 @@ describe('DiskCache', () => {
     parts.forEach((part, i) => assert.deepEqual(part, (items[i] as Buffer).subarray(100, 5100)));
     await cache.close();
     assert.equal(await openInDir(), 0);
+  });
+
+  test('the entry hash (one-shot crypto.hash where Node has it) is sha256 of strings and of buffer views', () => {
+    const bytes = entryContent(16, 1);
+    const view = bytes.subarray(1000, 1000 + 3 * BLOCK + 7);
+    assert.deepEqual(sha256(view), createHash('sha256').update(view).digest());
+    assert.deepEqual(sha256('clé/1'), createHash('sha256').update('clé/1', 'utf8').digest());
   });
 
   test('a lock left by a dead process is broken', async () => {

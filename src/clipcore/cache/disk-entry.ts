@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /**
  * The file format of one disk cache entry (docs/cache.md):
@@ -32,9 +32,13 @@ export interface EntryHeader {
   readonly dataOffset: number;
 }
 
-export function sha256(data: Uint8Array | string): Buffer {
-  return createHash('sha256').update(data).digest();
-}
+/**
+ * One-shot `crypto.hash` where Node has it (20.12 and later): on a read that follows a pause it
+ * costs about 20 µs here against 55–70 µs for `createHash`, and a first read of an entry hashes
+ * three times (key, header, block).
+ */
+export const sha256: (data: Uint8Array | string) => Buffer =
+  typeof hash === 'function' ? (data) => hash('sha256', data, 'buffer') : (data) => createHash('sha256').update(data).digest();
 
 export function dataOffsetFor(length: number, blockBytes: number): number {
   const headerBytes = FIXED + 32 * Math.ceil(length / blockBytes) + 32;
