@@ -1,5 +1,6 @@
 /** The machine a run measured: the figures mean little without it. */
 import { availableParallelism, cpus, freemem, loadavg, release, totalmem } from 'node:os';
+import { inflateBackend } from '../src/clipcore/compression/raw-inflate.js';
 import { exec } from './proc.js';
 
 export interface MachineInfo {
@@ -13,6 +14,8 @@ export interface MachineInfo {
   readonly loadStart: number;
   loadEnd?: number;
   readonly tools: Record<string, string>;
+  /** Which raw inflate clip used: the zlib addon, or pako and why. */
+  readonly inflate: string;
 }
 
 async function version(command: string, args: string[]): Promise<string> {
@@ -22,6 +25,7 @@ async function version(command: string, args: string[]): Promise<string> {
 }
 
 export async function machineInfo(): Promise<MachineInfo> {
+  const { backend, detail } = inflateBackend();
   return {
     nproc: availableParallelism(),
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
@@ -37,6 +41,7 @@ export async function machineInfo(): Promise<MachineInfo> {
       gzip: await version('gzip', ['--version']),
       tar: await version('tar', ['--version']),
     },
+    inflate: `${backend} (${detail})`,
   };
 }
 
@@ -45,5 +50,6 @@ export function formatMachine(m: MachineInfo): string {
     `nproc ${m.nproc}, memory ${m.memoryGiB} GiB (${m.freeMemoryGiB} GiB free at start), CPU ${m.cpuModel}`,
     `Node ${m.node}, kernel ${m.kernel}, load average (1 min) ${m.loadStart.toFixed(2)} at start${m.loadEnd === undefined ? '' : `, ${m.loadEnd.toFixed(2)} at end`}`,
     `tools: ${Object.entries(m.tools).map(([k, v]) => `${k}: ${v}`).join('; ')}`,
+    `clip's inflate: ${m.inflate}`,
   ].join('\n');
 }

@@ -1,8 +1,8 @@
 /**
  * Entry point of `npm run bench`. Other engineers rebuild dist/ while a bench runs (npm test
  * builds first), and worker threads and child processes load modules long after the start: so
- * the bench runs from a private copy of dist/ (with package.json, proto/ and a link to
- * node_modules), made right after the build, and removed at the end. Cache and results still go to
+ * the bench runs from a private copy of dist/ (with package.json, proto/, the zlib addon and a
+ * link to node_modules), made right after the build, and removed at the end. Cache and results still go to
  * this checkout's bench/.cache and bench/results.
  */
 import { spawn } from 'node:child_process';
@@ -22,6 +22,9 @@ if (process.env['CLIP_BENCH_REPO'] !== undefined) {
     await cp(join(repo, 'dist'), join(snapshot, 'dist'), { recursive: true });
     await cp(join(repo, 'package.json'), join(snapshot, 'package.json'));
     await cp(join(repo, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
+    // Without it the copy would silently inflate with pako (the machine section names the backend).
+    const addon = join('native', 'build', 'Release', 'clip_zlib.node');
+    await cp(join(repo, addon), join(snapshot, addon)).catch(() => undefined);
     await symlink(join(repo, 'node_modules'), join(snapshot, 'node_modules'));
     const child = spawn(process.execPath, [join(snapshot, 'dist', 'bench', 'run.js'), ...process.argv.slice(2)], {
       stdio: 'inherit',

@@ -3,7 +3,7 @@
  * mounts it serves through FUSE in this very process, and the metrics/health HTTP endpoint.
  */
 import { resolve } from 'node:path';
-import { ClipMetrics, describeError } from '../clipcore/index.js';
+import { ClipMetrics, describeError, inflateBackend } from '../clipcore/index.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
@@ -106,6 +106,8 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     socket: csi.socketPath,
     state_dir: state.root,
     cache_dir: cacheDir,
+    // pako (the fallback) means the zlib addon was not built: indexing and cold reads are slower.
+    inflate: inflateBackend(),
     ...(options.s3 && { s3_indexes: `s3://${options.s3.bucket}/${options.s3.prefix}` }),
     ...(health && { metrics: health.address }),
   });

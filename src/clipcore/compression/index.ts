@@ -26,3 +26,4 @@ export {
   type FetchCompressed,
 } from './layer-index.js';
 export { createLayerIndexStream, LayerIndexStream } from './layer-index-stream.js';
+export { inflateBackend, type InflateBackend } from './raw-inflate.js';
