@@ -9,8 +9,10 @@ import {
   formatPlatform,
   hostPlatform,
   RegistryClient,
+  type ImageConfig,
   type Platform,
   type RegistryClientOptions,
+  type ResolvedManifest,
 } from '../registry/index.js';
 import { WRITER_NAME } from '../version.js';
 import type { ImageMeta, LayerMeta } from './image-meta.js';
@@ -73,7 +75,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   await checkOutputDirectory(outputPath);
   warmWorkers(1);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
-  const { resolved, config } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
+  const { resolved, config: configFetch } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
   const layers = resolved.manifest.layers;
   const jobs: LayerJob[] = layers.map((layer) => ({
     registry: registryOptions,
@@ -99,6 +101,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
     },
   });
 
+  const config = await configFetch;
   const toc = mergeLayers(indexed.map((layer) => layer.entries));
   const platform: Platform = resolved.platform ?? { os: config.os, architecture: config.architecture, variant: config.variant };
   const layerMeta: LayerMeta[] = layers.map((layer, i) => ({
@@ -152,13 +155,21 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   };
 }
 
-async function resolveImage(registryOptions: RegistryClientOptions, imageRef: string, platform: Platform) {
+/** Resolves the manifest; the config, needed only for the archive's metadata, comes in the background. */
+async function resolveImage(
+  registryOptions: RegistryClientOptions,
+  imageRef: string,
+  platform: Platform,
+): Promise<{ resolved: ResolvedManifest; config: Promise<ImageConfig> }> {
   const client = new RegistryClient(registryOptions);
   try {
     const resolved = await client.resolveManifest(imageRef, platform);
-    return { resolved, config: await client.getConfig(resolved) };
-  } finally {
+    const config = client.getConfig(resolved).finally(() => client.close());
+    config.catch(() => undefined); // awaited after indexing: this only keeps an early failure from going unhandled
+    return { resolved, config };
+  } catch (err) {
     client.close();
+    throw err;
   }
 }
 
