@@ -73,6 +73,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   const concurrency = defaultConcurrency(options.concurrency);
   const outputPath = resolve(options.outputPath);
   await checkOutputDirectory(outputPath);
+  // One worker boots while the manifest is fetched; starting more at once slowed small images down.
   warmWorkers(1);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
   const { resolved, config: configFetch } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
