@@ -4,7 +4,8 @@
  *    - 4 KiB random reads: from clip's memory cache (the span warmed by a first read) and from the
  *      kernel's page cache (the same read repeated), against the same reads from a local file; and
  *      from the node-local disk cache only (a second, fresh `clip mount` on the --cache-dir the first
- *      one filled: memory cache empty, at offsets no earlier read touched, registry bytes counted);
+ *      one filled: memory cache empty, at offsets no earlier read touched, registry bytes counted),
+ *      then again by that mount at other fresh offsets, the entries' headers now known;
  *    - sequential read of the 256 MiB file: cold (fresh mount), warm (page cache), and with the page
  *      cache dropped (clip's own memory cache), against `cat` of the same bytes from local disk.
  */
