@@ -20,7 +20,7 @@ import { localSyntheticFiles, SYNTHETIC_FILES } from './images.js';
 import { mountHasDiskCache, startMount, type ClipMount } from './mount.js';
 import { check, exec, sh } from './proc.js';
 import { p50Ratio, pairedRatio, samples } from './results.js';
-import { formatBytes, num, seededRandom, summarize } from './stats.js';
+import { formatBytes, num, seededRandom, summarize, type Summary } from './stats.js';
 import { pick, regularFiles } from './tree.js';
 
 const SECTION = '4. Reads through FUSE';
@@ -113,24 +113,25 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     let fromDisk: { once: number[]; again: number[]; requests: number; bytes: number; files: number; undropped: number } | undefined;
     if (cacheDir !== undefined) {
       const files = (await check('find', [cacheDir, '-type', 'f'])).stdout.split('\n').filter((line) => line !== '');
-      await check('sync', ['-f', cacheDir]); // written entries are dirty pages, which DONTNEED leaves alone
       let stillResident = 0;
-      for (const file of files) if (!(await dropPages(file, false))) stillResident++;
+      /** One read per span at `offset` into it, with the cache files' pages dropped first. */
+      const readFromDisk = async (offset: number): Promise<ReaderOutput> => {
+        await check('sync', ['-f', cacheDir]); // written entries are dirty pages, which DONTNEED leaves alone
+        for (const file of files) if (!(await dropPages(file, false))) stillResident++;
+        const diskJob: ReaderJob = {
+          bytes: PAGE,
+          settleMs: 0,
+          reads: [],
+          once: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, at: p.a + offset })),
+        };
+        return JSON.parse((await check(process.execPath, [READER, JSON.stringify(diskJob)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+      };
       mount = await startMount(ctx.synthetic.clipPath, mountPoint, ['--cache-dir', cacheDir]);
       await proxies.reset();
-      const diskJob: ReaderJob = {
-        bytes: PAGE,
-        settleMs: 0,
-        reads: [],
-        once: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, at: p.a + FRESH })),
-      };
-      const diskOutput = JSON.parse((await check(process.execPath, [READER, JSON.stringify(diskJob)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+      const diskOutput = await readFromDisk(FRESH);
       // Again in the same mount, at offsets nothing read yet: the mount now knows each entry's
       // header, as a long-lived node plugin's mount does for the spans it has served before.
-      await check('sync', ['-f', cacheDir]);
-      for (const file of files) if (!(await dropPages(file, false))) stillResident++;
-      const againJob: ReaderJob = { ...diskJob, once: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, at: p.a + FRESH_AGAIN })) };
-      const againOutput = JSON.parse((await check(process.execPath, [READER, JSON.stringify(againJob)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+      const againOutput = await readFromDisk(FRESH_AGAIN);
       const served = await proxies.stats();
       await mount.stop();
       mount = undefined;
@@ -143,14 +144,14 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const localCold = summarize(output.localCold, 'ms');
     const localWarm = summarize(output.localWarm, 'ms');
     const coldSpan = summarize(output.coldSpan, 'ms');
-    results.add({
-      section: SECTION,
-      name: '4 KiB random read, span already in clip memory (page not in page cache)',
-      clip: samples(clipCache),
-      comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
-      ratio: p50Ratio(clipCache, localCold),
-      note: `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
-    });
+    /** A row of 4 KiB reads compared with the same reads of the local file, its pages dropped. */
+    const againstLocalCold = (name: string, clip: Summary, note: string): void =>
+      results.add({ section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
+    againstLocalCold(
+      '4 KiB random read, span already in clip memory (page not in page cache)',
+      clipCache,
+      `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
+    );
     results.add({
       section: SECTION,
       name: '4 KiB random read repeated (page cache)',
@@ -159,37 +160,21 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       ratio: p50Ratio(pageCache, localWarm),
       note: 'the mount sets kernel_cache: repeated reads never reach clip',
     });
-    results.add({
-      section: SECTION,
-      name: '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)',
-      clip: samples(coldSpan),
-      comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
-      ratio: p50Ratio(coldSpan, localCold),
-      note: `clip mount resident memory after the random reads: ${formatBytes(rss)}`,
-    });
+    againstLocalCold('4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
     if (fromDisk) {
-      const disk = summarize(fromDisk.once, 'ms');
-      results.add({
-        section: SECTION,
-        name: '4 KiB random read, span in the node-local disk cache only (fresh `clip mount` process on a warm --cache-dir, memory cache empty, page cache not holding the page)',
-        clip: samples(disk),
-        comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
-        ratio: p50Ratio(disk, localCold),
-        note:
-          `the same ${pairs.length} spans, one read each at ${FRESH / 1024} KiB into the span (no earlier read touched it), after the first mount (which filled the --cache-dir) stopped and a new one started on the same --cache-dir; ` +
+      againstLocalCold(
+        '4 KiB random read, span in the node-local disk cache only (fresh `clip mount` process on a warm --cache-dir, memory cache empty, page cache not holding the page)',
+        summarize(fromDisk.once, 'ms'),
+        `the same ${pairs.length} spans, one read each at ${FRESH / 1024} KiB into the span (no earlier read touched it), after the first mount (which filled the --cache-dir) stopped and a new one started on the same --cache-dir; ` +
           `the pages of the ${fromDisk.files} cache files dropped first as for the local file (${fromDisk.undropped} still resident); ` +
           `registry during these reads: ${fromDisk.requests} requests, ${formatBytes(fromDisk.bytes)}` +
           (fromDisk.bytes > 0 ? ' — not all from the disk cache: the figure mixes in registry fetches' : ''),
-      });
-      const again = summarize(fromDisk.again, 'ms');
-      results.add({
-        section: SECTION,
-        name: '4 KiB random read, span in the node-local disk cache only, entry already read once by this mount (its header known; memory cache without these bytes, page cache not holding the page)',
-        clip: samples(again),
-        comparison: { label: 'local file, page cache dropped', figure: samples(localCold) },
-        ratio: p50Ratio(again, localCold),
-        note: `the same mount right after the row above, one read per span at ${FRESH_AGAIN / 1024} KiB into it (no earlier read touched it), the cache files' pages dropped again; registry figures as above (both passes)`,
-      });
+      );
+      againstLocalCold(
+        '4 KiB random read, span in the node-local disk cache only, entry already read once by this mount (its header known; memory cache without these bytes, page cache not holding the page)',
+        summarize(fromDisk.again, 'ms'),
+        `the same mount right after the row above, one read per span at ${FRESH_AGAIN / 1024} KiB into it (no earlier read touched it), the cache files' pages dropped again; registry figures as above (both passes)`,
+      );
     } else results.note('FUSE random reads: no disk-cache row (this build of `clip mount` has no --cache-dir)');
 
     // Sequential reads of the 256 MiB file.
