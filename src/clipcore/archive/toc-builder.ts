@@ -50,49 +50,7 @@ export class TocBuilder {
   }
 
   build(): Toc {
-    const inodes: Inode[] = [];
-    const entries: DirEntry[] = [];
-    const indexOf = new Map<BuilderNode, number>();
-    const linkCount = new Map<BuilderNode, number>();
-
-    // First pass: count names per node so hard-linked inodes get the right nlink.
-    const countQueue: BuilderNode[] = [this.root];
-    for (let head = 0; head < countQueue.length; head++) {
-      const dir = countQueue[head] as BuilderNode;
-      for (const child of dir.children?.values() ?? []) {
-        linkCount.set(child, (linkCount.get(child) ?? 0) + 1);
-        if (child.children) countQueue.push(child);
-      }
-    }
-
-    // Second pass: breadth-first, so every directory's entries are one contiguous, sorted run.
-    const queue: BuilderNode[] = [this.root];
-    indexOf.set(this.root, 0);
-    inodes.push(placeholder());
-    for (let head = 0; head < queue.length; head++) {
-      const dir = queue[head] as BuilderNode;
-      const names = [...(dir.children?.keys() ?? [])].sort(compareNames);
-      const firstEntry = entries.length;
-      let subdirs = 0;
-      for (const name of names) {
-        const child = dir.children?.get(name) as BuilderNode;
-        let index = indexOf.get(child);
-        if (index === undefined) {
-          index = inodes.length;
-          indexOf.set(child, index);
-          inodes.push(placeholder());
-          if (child.children) queue.push(child);
-        }
-        if (child.children) subdirs++;
-        entries.push({ name, inode: index });
-      }
-      inodes[indexOf.get(dir) as number] = { ...dir.spec, nlink: 2 + subdirs, firstEntry, entryCount: names.length };
-    }
-    for (const [node, index] of indexOf) {
-      if (node.children) continue;
-      inodes[index] = { ...node.spec, nlink: linkCount.get(node) ?? 1 };
-    }
-    return { inodes, entries };
+    return layoutToc(this.root);
   }
 
   private lookup(path: string): BuilderNode | undefined {
@@ -126,6 +84,68 @@ interface BuilderNode {
   children: Map<string, BuilderNode> | undefined;
 }
 
+/**
+ * A tree to lay out as a Toc: `children` is present exactly for directories, and a node that
+ * appears under several names is one inode with several names (a hard link). The overlay merge
+ * lays out its own tree this way, without building a second one.
+ */
+export interface TocNode {
+  readonly spec: InodeSpec;
+  readonly children?: ReadonlyMap<string, TocNode> | undefined;
+}
+
+/**
+ * Breadth-first, so that every directory's entries are one contiguous run sorted by name, and
+ * inodes are numbered in that order: the same tree always gives the same Toc.
+ */
+export function layoutToc(root: TocNode): Toc {
+  const inodes: Inode[] = [];
+  const entries: DirEntry[] = [];
+  // Only non-directories can have several names; this finds a hard link's inode again.
+  const leafIndex = new Map<TocNode, number>();
+  const queue: Array<{ dir: TocNode; index: number }> = [{ dir: root, index: 0 }];
+  inodes.push(PLACEHOLDER);
+  for (let head = 0; head < queue.length; head++) {
+    const { dir, index: dirIndex } = queue[head] as { dir: TocNode; index: number };
+    const children = dir.children as ReadonlyMap<string, TocNode>;
+    const names = sortNames([...children.keys()]);
+    const firstEntry = entries.length;
+    let subdirs = 0;
+    for (const name of names) {
+      const child = children.get(name) as TocNode;
+      let index: number;
+      if (child.children) {
+        subdirs++;
+        index = inodes.length;
+        inodes.push(PLACEHOLDER);
+        queue.push({ dir: child, index });
+      } else {
+        const known = leafIndex.get(child);
+        if (known === undefined) {
+          index = inodes.length;
+          leafIndex.set(child, index);
+          inodes.push({ ...child.spec, nlink: 1 });
+        } else {
+          index = known;
+          const inode = inodes[index] as Inode;
+          inodes[index] = { ...inode, nlink: inode.nlink + 1 };
+        }
+      }
+      entries.push({ name, inode: index });
+    }
+    inodes[dirIndex] = { ...dir.spec, nlink: 2 + subdirs, firstEntry, entryCount: names.length };
+  }
+  return { inodes, entries };
+}
+
+/** Sorts in place by compareNames; the engine's own sort when no name has a surrogate (the common case). */
+function sortNames(names: string[]): string[] {
+  for (const name of names) if (SURROGATE.test(name)) return names.sort(compareNames);
+  return names.sort();
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
 export function splitPath(path: string): string[] {
   const parts = path.split('/').filter((part) => part !== '' && part !== '.');
   for (const part of parts) {
@@ -156,6 +176,5 @@ export function defaultRootSpec(): InodeSpec {
   return { type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeNs: 0n, xattrs: [] };
 }
 
-function placeholder(): Inode {
-  return { type: 'directory', mode: 0, uid: 0, gid: 0, size: 0, mtimeNs: 0n, nlink: 0, xattrs: [] };
-}
+/** Fills a directory's slot until its entries are laid out. */
+const PLACEHOLDER: Inode = Object.freeze({ type: 'directory', mode: 0, uid: 0, gid: 0, size: 0, mtimeNs: 0n, nlink: 0, xattrs: [] });

@@ -131,7 +131,7 @@ export async function writeArchive(outputPath: string, contents: ArchiveContents
 function compress(bytes: Buffer): Buffer {
   return brotliCompressSync(bytes, {
     params: {
-      [zlibConstants.BROTLI_PARAM_QUALITY]: 5,
+      [zlibConstants.BROTLI_PARAM_QUALITY]: 3,
       [zlibConstants.BROTLI_PARAM_SIZE_HINT]: bytes.length,
     },
   });

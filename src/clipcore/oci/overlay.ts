@@ -1,5 +1,5 @@
 import type { InodeSpec, Toc } from '../archive/model.js';
-import { TocBuilder } from '../archive/toc-builder.js';
+import { layoutToc } from '../archive/toc-builder.js';
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from './layer-entry.js';
 import { ensureDir, lookup, newDir, resolveDir, type DirNode, type LeafNode } from './merged-tree.js';
@@ -51,32 +51,29 @@ export class OverlayMerger {
     for (const entry of kept) this.apply(entry, layer);
   }
 
+  /**
+   * Applies entries of the bottom layer while more are still to come, so that merging overlaps
+   * indexing. Exact for the bottom layer only: its whiteouts have nothing below them to remove.
+   * An opaque marker, though, makes its directory before any of the layer's entries, which can no
+   * longer be done once some are applied: then nothing of `entries` is applied, this returns
+   * false, and the caller starts over with addLayer. End the layer with endBottomLayer().
+   */
+  streamBottomLayer(entries: readonly LayerEntry[]): boolean {
+    if (this.layers !== 0) throw new Error('internal: streamBottomLayer above the bottom layer');
+    for (const entry of entries) if (classifyWhiteout(entry.path).kind === 'opaque') return false;
+    for (const entry of entries) if (classifyWhiteout(entry.path).kind === 'none') this.apply(entry, 0);
+    return true;
+  }
+
+  endBottomLayer(): void {
+    if (this.layers !== 0) throw new Error('internal: endBottomLayer above the bottom layer');
+    this.layers = 1;
+  }
+
   /** The merged filesystem as a Toc. The merger can keep accepting layers afterwards. */
   build(): Toc {
-    const builder = new TocBuilder();
-    builder.setRoot(this.root.spec);
-    // The first name emitted for each inode; later names become hard links to it. Depth-first
-    // with parents added before their children, so that name always exists already.
-    const firstName = new Map<LeafNode, string>();
-    const stack: Array<{ dir: DirNode; path: string }> = [{ dir: this.root, path: '' }];
-    for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
-      for (const [name, node] of top.dir.children) {
-        const path = top.path === '' ? name : `${top.path}/${name}`;
-        if (node.kind === 'dir') {
-          builder.add(path, node.spec);
-          stack.push({ dir: node, path });
-          continue;
-        }
-        const first = firstName.get(node);
-        if (first === undefined) {
-          builder.add(path, node.spec);
-          firstName.set(node, path);
-        } else {
-          builder.addHardLink(path, first);
-        }
-      }
-    }
-    return builder.build();
+    // A hard link is the same LeafNode under several names, which is what layoutToc expects.
+    return layoutToc(this.root);
   }
 
   private apply(entry: LayerEntry, layer: number): void {
