@@ -2,20 +2,21 @@
  * 1. Index time, per layer and per image, against the limit: `gzip -dc blob | tar -t` of the same
  *    blob from local disk (bench/.cache, page cache warm). Whole image with 1, 2 and 4 layers at once
  *    (createFromOCIImage `concurrency`) against the same number of `gzip | tar` pipelines in parallel.
- *    These run in the bench's process after one discarded warm-up run, as in a long-lived node
- *    plugin or controller (indexing workers stay warm between images); the `clip index` rows run
- *    the command in a fresh process each time, cold.
+ *    These run in a long-lived process that starts no child process (index-process.ts), after one
+ *    discarded warm-up run, as in a controller (indexing workers stay warm between images); the
+ *    `clip index` rows run the command in a fresh process each time, cold.
  * 2. Index size: what a mount needs before its first read (mountBytes) and the whole .clip with its
  *    checkpoint windows (archiveBytes), as shares of the uncompressed and compressed image.
  */
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { createFromOCIImage, RegistryClient, type CreateFromOCIImageResult } from '../src/clipcore/index.js';
+import type { CreateFromOCIImageResult } from '../src/clipcore/index.js';
 import type { BenchContext, PushedBenchImage } from './context.js';
+import { startIndexer, type Indexer } from './indexer.js';
 import { check, CLIP_BIN, sh } from './proc.js';
 import { pairedRatio, samples, value } from './results.js';
-import { formatBytes, msSince, num, summarize } from './stats.js';
+import { formatBytes, num, summarize } from './stats.js';
 
 const INDEX = '1. Index time';
 const SIZE = '2. Index size';
@@ -32,14 +33,8 @@ function registryRef(ctx: BenchContext, ref: string): string {
   return ctx.options.slow ? ref : ref.replace(ctx.proxies.host, ctx.registry.host);
 }
 
-async function timeIndex(ctx: BenchContext, proxiedRef: string, concurrency: number | undefined): Promise<{ ms: number; result: CreateFromOCIImageResult }> {
-  const ref = registryRef(ctx, proxiedRef);
-  const outputPath = join(ctx.workDir, `index-${process.hrtime.bigint()}.clip`);
-  const started = process.hrtime.bigint();
-  const result = await createFromOCIImage({ imageRef: ref, outputPath, ...(concurrency !== undefined && { concurrency }) });
-  const ms = msSince(started);
-  await rm(outputPath, { force: true });
-  return { ms, result };
+async function timeIndex(ctx: BenchContext, indexer: Indexer, proxiedRef: string, concurrency: number | undefined): Promise<{ ms: number; result: CreateFromOCIImageResult }> {
+  return indexer.index(registryRef(ctx, proxiedRef), join(ctx.workDir, `index-${process.hrtime.bigint()}.clip`), concurrency);
 }
 
 /** `clip index` in a new process: Node's start, module loading and cold workers included. */
@@ -48,27 +43,6 @@ async function timeCliIndex(ctx: BenchContext, proxiedRef: string): Promise<numb
   const { ms } = await check(process.execPath, [CLIP_BIN, 'index', registryRef(ctx, proxiedRef), '-o', outputPath]);
   await rm(outputPath, { force: true });
   return ms;
-}
-
-/**
- * What the registry alone costs before a one-layer image's bytes flow: the manifest, then the
- * first byte of the layer blob, over a new connection as a fresh index makes them. The baseline
- * reads a local file and pays none of it, which bounds the ratio for small layers.
- */
-async function timeRegistryRoundTrips(ctx: BenchContext, proxiedRef: string): Promise<number> {
-  const client = new RegistryClient({});
-  try {
-    const started = process.hrtime.bigint();
-    const resolved = await client.resolveManifest(registryRef(ctx, proxiedRef));
-    const layer = resolved.manifest.layers[0];
-    if (layer === undefined) throw new Error(`${proxiedRef} has no layer`);
-    const blob = await client.openBlobStream(resolved, layer.digest);
-    const ms = msSince(started);
-    blob.stream.destroy();
-    return ms;
-  } finally {
-    client.close();
-  }
 }
 
 const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
@@ -105,6 +79,15 @@ function floor(ctx: BenchContext, compressedBytes: number): string {
 const mbps = (bytes: number, s: number): string => `${num(bytes / 1e6 / s)} MB/s`;
 
 export async function measureIndexTime(ctx: BenchContext): Promise<void> {
+  const indexer = await startIndexer();
+  try {
+    await measureIndexTimeWith(ctx, indexer);
+  } finally {
+    await indexer.close();
+  }
+}
+
+async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer): Promise<void> {
   const { results, options } = ctx;
   const baselineLabel = 'gzip -dc | tar -t (local blob)';
   // --quick: the largest and the smallest debian layer (uncompressed), and the synthetic one.
@@ -113,11 +96,11 @@ export async function measureIndexTime(ctx: BenchContext): Promise<void> {
   const layerImages = options.quick ? ctx.layerImages.filter((l) => keep.has(l)) : ctx.layerImages;
   for (const { layer, ref } of layerImages) {
     let files = 0;
-    await timeIndex(ctx, ref, 1); // warm-up, discarded
+    await timeIndex(ctx, indexer, ref, 1); // warm-up, discarded
     const times = await paired(
       options.runs,
       async () => {
-        const { ms, result } = await timeIndex(ctx, ref, 1);
+        const { ms, result } = await timeIndex(ctx, indexer, ref, 1);
         files = result.files;
         return ms;
       },
@@ -126,7 +109,7 @@ export async function measureIndexTime(ctx: BenchContext): Promise<void> {
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
     const registryMs: number[] = [];
-    for (let run = 0; run < options.runs; run++) registryMs.push(await timeRegistryRoundTrips(ctx, ref));
+    for (let run = 0; run < options.runs; run++) registryMs.push(await indexer.registryRoundTrips(registryRef(ctx, ref)));
     const registry = summarize(registryMs, 'ms');
     results.add({
       section: INDEX,
@@ -158,8 +141,8 @@ export async function measureIndexTime(ctx: BenchContext): Promise<void> {
   const blobs = image.layers.map((l) => l.blobPath);
   const uncompressed = image.layers.reduce((sum, l) => sum + l.uncompressedSize, 0);
   for (const concurrency of options.quick ? [1, 4] : [1, 2, 4]) {
-    await timeIndex(ctx, ctx.debian.ref, concurrency); // warm-up, discarded
-    const times = await paired(options.runs, async () => (await timeIndex(ctx, ctx.debian.ref, concurrency)).ms, () => timeBaseline(blobs, concurrency));
+    await timeIndex(ctx, indexer, ctx.debian.ref, concurrency); // warm-up, discarded
+    const times = await paired(options.runs, async () => (await timeIndex(ctx, indexer, ctx.debian.ref, concurrency)).ms, () => timeBaseline(blobs, concurrency));
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
     results.add({

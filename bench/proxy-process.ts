@@ -5,6 +5,7 @@
  * Started by proxies.ts with fork(); answers `stats` and `reset` messages over IPC.
  */
 import { startCountingProxy } from '../test/harness/counting-proxy.js';
+import { serveRequests } from './helper-process.js';
 import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
 
 export interface ProxyConfig {
@@ -13,33 +14,22 @@ export interface ProxyConfig {
   readonly throttle?: { readonly latencyMs: number; readonly bitsPerSecond: number };
 }
 
-export type ProxyRequest = { readonly id: number; readonly type: 'stats' | 'reset' | 'close' };
-export type ProxyReply =
-  | { readonly type: 'ready'; readonly host: string }
-  | { readonly id: number; readonly type: 'stats'; readonly requests: number; readonly bytes: number }
-  | { readonly id: number; readonly type: 'done' };
+export type ProxyRequest = { readonly type: 'stats' | 'reset' | 'close' };
+export type ProxyReady = { readonly type: 'ready'; readonly host: string };
+export type ProxyReply = { readonly type: 'stats'; readonly requests: number; readonly bytes: number } | { readonly type: 'done' };
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ProxyConfig;
 let throttle: ThrottleProxy | undefined;
 if (config.throttle) throttle = await startThrottleProxy({ target: config.registryHost, ...config.throttle });
 const counting = await startCountingProxy(throttle?.host ?? config.registryHost);
-const send = (reply: ProxyReply): void => {
-  process.send?.(reply);
-};
 
-process.on('message', (message: ProxyRequest) => {
-  if (message.type === 'stats') send({ id: message.id, type: 'stats', requests: counting.stats.requests, bytes: counting.stats.bytesOut });
-  else if (message.type === 'reset') {
-    counting.resetStats();
-    send({ id: message.id, type: 'done' });
-  } else {
-    void (async () => {
-      await counting.close();
-      await throttle?.close();
-      send({ id: message.id, type: 'done' });
-      process.disconnect();
-    })();
+serveRequests<ProxyRequest, ProxyReply>(async (request) => {
+  if (request.type === 'stats') return { type: 'stats', requests: counting.stats.requests, bytes: counting.stats.bytesOut };
+  if (request.type === 'reset') counting.resetStats();
+  else {
+    await counting.close();
+    await throttle?.close();
   }
+  return { type: 'done' };
 });
-process.on('disconnect', () => process.exit(0));
-send({ type: 'ready', host: counting.host });
+process.send?.({ type: 'ready', host: counting.host } satisfies ProxyReady);
