@@ -125,6 +125,22 @@ describe('basic auth and docker config.json', () => {
     assert.equal(resolved.digest, image.digest);
   });
 
+  it('hands the basic scheme over in a session, without the credentials: the seeded client meets no 401', async () => {
+    const proxy = await startCountingProxy(registry.host);
+    try {
+      const viaProxy = `${proxy.host}/secure/app:v1`;
+      const session = await withClient({ auth: creds(), ...noDockerConfig() }, async (c) => (await c.resolveManifest(viaProxy), c.session()));
+      assert.deepEqual(session.auth, [{ registry: proxy.host, kind: 'basic' }]);
+      assert.ok(!JSON.stringify(session).includes(registry.password ?? ''));
+      proxy.resetStats();
+      const resolved = await withClient({ auth: creds(), ...noDockerConfig(), session }, (c) => c.resolveManifest(viaProxy));
+      assert.equal(resolved.digest, image.digest);
+      assert.equal(proxy.stats.statuses.get(401) ?? 0, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('follows a blob redirect without sending Authorization to the other host', async () => {
     const proxy = await startCountingProxy(registry.host);
     const seen: (string | undefined)[] = [];

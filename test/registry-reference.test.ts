@@ -145,15 +145,42 @@ describe('small policies', () => {
   it('expires cached tokens before expires_in runs out', () => {
     let now = 0;
     const cache = new TokenCache(() => now);
-    cache.set('k', 't', 10);
+    const k = { registry: 'r:5000', realm: 'https://auth/token', service: 's', scope: 'repository:a:pull' };
+    cache.set(k, 't', 10);
     now = 8_999;
-    assert.equal(cache.get('k'), 't');
+    assert.equal(cache.get(k), 't');
     now = 9_000;
-    assert.equal(cache.get('k'), undefined);
-    cache.set('k', 't2', 60);
-    cache.invalidate('k', 'other');
-    assert.equal(cache.get('k'), 't2');
-    cache.invalidate('k', 't2');
-    assert.equal(cache.get('k'), undefined);
+    assert.equal(cache.get(k), undefined);
+    cache.set(k, 't2', 60);
+    cache.invalidate(k, 'other');
+    assert.equal(cache.get(k), 't2');
+    cache.invalidate(k, 't2');
+    assert.equal(cache.get(k), undefined);
+  });
+  it('hands cached tokens over without extending their life', () => {
+    let now = 1_000;
+    const original = new TokenCache(() => now);
+    const k = { registry: 'r:5000', realm: 'https://auth/token', scope: 'repository:a:pull' };
+    original.set(k, 't', 10); // usable until 1_000 + 9_000
+    const listed = original.live();
+    assert.deepEqual(listed, [{ ...k, token: 't', validForMs: 9_000 }]);
+    now = 4_000; // adopted 3 s after being listed: 6 s left, as for the original
+    const adopted = new TokenCache(() => now);
+    for (const token of listed) adopted.adopt(token, 1_000);
+    assert.equal(adopted.get(k), 't');
+    now = 9_999;
+    assert.equal(adopted.get(k), 't');
+    now = 10_000;
+    assert.equal(adopted.get(k), undefined);
+    assert.equal(original.get(k), undefined);
+    // A clock behind the time of listing counts from now; expired or nonsense lifetimes are ignored.
+    now = 500;
+    const behind = new TokenCache(() => now);
+    behind.adopt({ ...k, token: 't', validForMs: 100 }, 1_000);
+    now = 600;
+    assert.equal(behind.get(k), undefined);
+    behind.adopt({ ...k, token: 'late', validForMs: 50 }, 500);
+    behind.adopt({ ...k, token: 'nan', validForMs: Number.NaN }, 600);
+    assert.deepEqual(behind.live(), []);
   });
 });

@@ -12,6 +12,7 @@ import {
   type ImageConfig,
   type Platform,
   type RegistryClientOptions,
+  type RegistrySession,
   type ResolvedManifest,
 } from '../registry/index.js';
 import { WRITER_NAME } from '../version.js';
@@ -76,10 +77,11 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   // One worker boots while the manifest is fetched; starting more at once slowed small images down.
   warmWorkers(1);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
-  const { resolved, config: configFetch } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
+  const { resolved, config: configFetch, session } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
   const layers = resolved.manifest.layers;
   const jobs: LayerJob[] = layers.map((layer) => ({
     registry: registryOptions,
+    session,
     repository: { registry: resolved.registry, repository: resolved.repository },
     digest: layer.digest,
     compression: compressionOf(layer, options.imageRef),
@@ -156,18 +158,22 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   };
 }
 
-/** Resolves the manifest; the config, needed only for the archive's metadata, comes in the background. */
+/**
+ * Resolves the manifest; the config, needed only for the archive's metadata, comes in the background.
+ * The session hands what the client learned (scheme, auth, token) to the layer jobs' clients.
+ */
 async function resolveImage(
   registryOptions: RegistryClientOptions,
   imageRef: string,
   platform: Platform,
-): Promise<{ resolved: ResolvedManifest; config: Promise<ImageConfig> }> {
+): Promise<{ resolved: ResolvedManifest; config: Promise<ImageConfig>; session: RegistrySession }> {
   const client = new RegistryClient(registryOptions);
   try {
     const resolved = await client.resolveManifest(imageRef, platform);
+    const session = client.session();
     const config = client.getConfig(resolved).finally(() => client.close());
     config.catch(() => undefined); // awaited after indexing: this only keeps an early failure from going unhandled
-    return { resolved, config };
+    return { resolved, config, session };
   } catch (err) {
     client.close();
     throw err;

@@ -2,11 +2,14 @@ import { createLayerIndexer, type LayerCompression } from '../compression/index.
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { TarEntryParser } from '../oci/tar-entries.js';
-import { RegistryClient, type RegistryClientOptions, type RepositoryLocation } from '../registry/index.js';
+import { RegistryClient, type RegistryClientOptions, type RegistrySession, type RepositoryLocation } from '../registry/index.js';
 import { packLayerIndex, type PackedLayerIndex } from './layer-index-codec.js';
 
+/** One layer to index in a worker. Holds credentials and tokens: never log it. */
 export interface LayerJob {
   readonly registry: RegistryClientOptions;
+  /** What the client that resolved the manifest learned, so that each layer does not learn it again. */
+  readonly session?: RegistrySession;
   readonly repository: RepositoryLocation;
   readonly digest: string;
   readonly compression: LayerCompression;
@@ -24,7 +27,7 @@ export interface IndexedLayer {
  * the blob stream is paused while they are parsed); nothing is written to disk.
  */
 export async function indexLayer(job: LayerJob, onBytes: (compressedBytes: number) => void): Promise<IndexedLayer> {
-  const client = new RegistryClient(job.registry);
+  const client = new RegistryClient(job.session === undefined ? job.registry : { ...job.registry, session: job.session });
   try {
     const entries: LayerEntry[] = [];
     const parser = new TarEntryParser((entry) => entries.push(entry), { layer: job.digest });

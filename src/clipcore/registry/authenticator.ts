@@ -6,16 +6,18 @@
  */
 import { basicHeader, isBasic, type Credentials } from './credentials.js';
 import type { CredentialResolver } from './credential-resolver.js';
-import { TokenCache } from './token-cache.js';
+import { TokenCache, tokenKeyId, type LiveToken, type TokenKey } from './token-cache.js';
 import type { IssuedToken, TokenRequest } from './token-fetcher.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
-type HostScheme = { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
+/** How a registry wants to be authenticated, as its 401 challenge said. */
+export type AuthScheme = { kind: 'basic' } | BearerScheme;
+type BearerScheme = { kind: 'bearer'; realm: string; service?: string };
 
 export type TokenSource = (req: TokenRequest) => Promise<IssuedToken>;
 
 export class Authenticator {
-  private readonly schemes = new Map<string, HostScheme>();
+  private readonly schemes = new Map<string, AuthScheme>();
   private readonly tokens = new TokenCache();
   private readonly inFlight = new Map<string, Promise<string>>();
 
@@ -48,8 +50,7 @@ export class Authenticator {
     const challenges = parseWwwAuthenticate(challengeHeader);
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params['realm']);
     if (bearer !== undefined) {
-      const scheme: HostScheme = { kind: 'bearer', realm: bearer.params['realm'] as string };
-      if (bearer.params['service'] !== undefined) scheme.service = bearer.params['service'];
+      const scheme = bearerScheme(bearer.params['realm'] as string, bearer.params['service']);
       this.schemes.set(registry, scheme);
       const key = cacheKey(registry, scheme, scope);
       if (sent?.startsWith('Bearer ')) this.tokens.invalidate(key, sent.slice('Bearer '.length));
@@ -68,6 +69,26 @@ export class Authenticator {
     return false;
   }
 
+  /** The auth scheme learned per registry (for a RegistrySession). */
+  learnedSchemes(): ({ registry: string } & AuthScheme)[] {
+    return [...this.schemes].map(([registry, scheme]) => ({ registry, ...scheme }));
+  }
+
+  /** Bearer tokens still usable at `now` (for a RegistrySession). */
+  liveTokens(now: number): LiveToken[] {
+    return this.tokens.live(now);
+  }
+
+  /** Starts from a scheme another client learned; a later 401 challenge still replaces it. */
+  adoptScheme(registry: string, scheme: AuthScheme): void {
+    this.schemes.set(registry, scheme.kind === 'basic' ? { kind: 'basic' } : bearerScheme(scheme.realm, scheme.service));
+  }
+
+  /** Starts from a token another client holds; when expired or refused it is refreshed as usual. */
+  adoptToken(token: LiveToken, listedAt: number): void {
+    this.tokens.adopt(token, listedAt);
+  }
+
   /** A valid token from the cache, or one fetched now; concurrent callers share one fetch. */
   private bearerToken(
     registry: string,
@@ -79,7 +100,8 @@ export class Authenticator {
     const key = cacheKey(registry, scheme, scope);
     const cached = this.tokens.get(key);
     if (cached !== undefined) return Promise.resolve(cached);
-    let pending = this.inFlight.get(key);
+    const id = tokenKeyId(key);
+    let pending = this.inFlight.get(id);
     if (pending === undefined) {
       const request: TokenRequest = { realm: scheme.realm, scopes, registry };
       if (scheme.service !== undefined) request.service = scheme.service;
@@ -89,13 +111,17 @@ export class Authenticator {
           this.tokens.set(key, issued.token, issued.expiresInS);
           return issued.token;
         })
-        .finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, pending);
+        .finally(() => this.inFlight.delete(id));
+      this.inFlight.set(id, pending);
     }
     return pending;
   }
 }
 
-function cacheKey(registry: string, scheme: { realm: string; service?: string }, scope: string): string {
-  return `${registry}\n${scheme.realm}\n${scheme.service ?? ''}\n${scope}`;
+function bearerScheme(realm: string, service: string | undefined): BearerScheme {
+  return service === undefined ? { kind: 'bearer', realm } : { kind: 'bearer', realm, service };
+}
+
+function cacheKey(registry: string, scheme: { realm: string; service?: string }, scope: string): TokenKey {
+  return scheme.service === undefined ? { registry, realm: scheme.realm, scope } : { registry, realm: scheme.realm, service: scheme.service, scope };
 }

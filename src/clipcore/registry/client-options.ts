@@ -1,6 +1,7 @@
 /** Options of RegistryClient and their defaults. */
 import type { Env } from './credential-helper.js';
 import type { BasicCredentials, TokenCredentials } from './credentials.js';
+import type { RegistrySession } from './session.js';
 
 export interface RegistryClientOptions {
   /** Used for every registry this client talks to; wins over Docker's config.json. */
@@ -31,6 +32,11 @@ export interface RegistryClientOptions {
   env?: Env;
   /** How long a credential helper may run. Default 10 s. */
   credentialHelperTimeoutMs?: number;
+  /**
+   * What another client learned (`RegistryClient.session()`): schemes, auth schemes, bearer tokens.
+   * Starts from it instead of learning it again; credentials still come from the options above.
+   */
+  session?: RegistrySession;
 }
 
 export const DEFAULTS = {

@@ -15,6 +15,7 @@ import { parseReference, type ImageReference } from './reference.js';
 import type { CallContext, RepositoryLocation } from './registry-call.js';
 import { Requester } from './requester.js';
 import { SchemePolicy } from './scheme.js';
+import { captureSession, seedSession, type RegistrySession } from './session.js';
 import { fetchToken } from './token-fetcher.js';
 import { Transport } from './transport.js';
 
@@ -25,6 +26,7 @@ const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 export class RegistryClient {
   private readonly transport: Transport;
+  private readonly schemes: SchemePolicy;
   private readonly ctx: CallContext;
 
   constructor(options: RegistryClientOptions = {}) {
@@ -48,7 +50,9 @@ export class RegistryClient {
     // the cycle with a late-bound function.
     let requester: Requester | undefined;
     const auth = new Authenticator(credentials, (req) => fetchToken((plain) => (requester as Requester).plain(plain), req));
-    requester = new Requester(this.transport, new SchemePolicy(options.insecureRegistries), auth, {
+    this.schemes = new SchemePolicy(options.insecureRegistries);
+    if (options.session !== undefined) seedSession(options.session, this.schemes, auth);
+    requester = new Requester(this.transport, this.schemes, auth, {
       retry,
       timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
       maxRedirects: options.maxRedirects ?? DEFAULTS.maxRedirects,
@@ -107,6 +111,14 @@ export class RegistryClient {
   fetchBlobRange(repository: RepositoryLocator, digest: string, start: number, endExclusive: number): Promise<Buffer> {
     if (endExclusive === start) return Promise.resolve(Buffer.alloc(0));
     return fetchBlobRange(this.ctx, locate(repository), digest, start, endExclusive);
+  }
+
+  /**
+   * What this client has learned (schemes, auth schemes, live bearer tokens), to seed another client
+   * through `options.session`, in this thread or another. Holds tokens: never log it.
+   */
+  session(): RegistrySession {
+    return captureSession(this.schemes, this.ctx.auth);
   }
 
   /** Closes pooled connections. */

@@ -1,6 +1,7 @@
 /** Public surface of the registry client. */
 export { RegistryClient, type RepositoryLocator } from './client.js';
 export type { RegistryClientOptions } from './client-options.js';
+export type { RegistrySession } from './session.js';
 export type { BasicCredentials, TokenCredentials, IdentityTokenCredentials, Credentials } from './credentials.js';
 export { parseReference, makeReference, DOCKER_HUB_REGISTRY, DOCKER_HUB_DISPLAY, type ImageReference } from './reference.js';
 export type { ResolvedManifest, FetchedManifest } from './manifests.js';

@@ -54,4 +54,18 @@ export class SchemePolicy {
   remember(host: string, scheme: Scheme): void {
     this.learned.set(host, scheme);
   }
+
+  /** The choices remembered so far, per host (for a RegistrySession). */
+  remembered(): { registry: string; scheme: Scheme }[] {
+    return [...this.learned].map(([registry, scheme]) => ({ registry, scheme }));
+  }
+
+  /**
+   * Remembers a choice another client made, but only one this client could have made itself:
+   * its own settings decide which hosts may go without TLS, whatever the other client allowed.
+   */
+  adopt(host: string, scheme: Scheme): void {
+    const allowed = scheme === 'http' ? this.mayUsePlainHttp(host) : scheme === 'https' && !this.listed(this.forcedHttp, host);
+    if (allowed) this.remember(host, scheme);
+  }
 }
