@@ -2,11 +2,67 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClipError } from '../src/clipcore/errors.js';
 import type { LayerEntry } from '../src/clipcore/oci/layer-entry.js';
-import { mergeLayers, OverlayMerger } from '../src/clipcore/oci/overlay.js';
+import type { Toc } from '../src/clipcore/archive/model.js';
+import { IncrementalMerge } from '../src/clipcore/oci/incremental-merge.js';
+import { mergeLayers as mergeWhole, OverlayMerger } from '../src/clipcore/oci/overlay.js';
 import {
   assertTree, dir, file, fileAt, hardlink, IMPLICIT_DIR, opaque, special, symlink, whiteout,
 } from './helpers/oci-entries.js';
 import { packTar, parseInChunks, tocPaths, type PackEntry } from './helpers/oci-tar.js';
+
+type Arrival = 'bottom first' | 'top first' | 'round robin';
+
+/** Feeds IncrementalMerge the layers in pieces of `batch` entries, the layers arriving in `arrival` order. */
+function mergeIncrementally(layers: readonly (readonly LayerEntry[])[], batch: number, arrival: Arrival): Toc {
+  const merge = new IncrementalMerge(layers.length);
+  const pieces = layers.map((entries) => {
+    const out: LayerEntry[][] = [];
+    for (let i = 0; i < entries.length; i += batch) out.push(entries.slice(i, i + batch));
+    return out;
+  });
+  const order = layers.map((_, i) => i);
+  if (arrival === 'top first') order.reverse();
+  if (arrival === 'round robin') {
+    const ended = new Set<number>();
+    while (ended.size < layers.length) {
+      for (const layer of order) {
+        if (ended.has(layer)) continue;
+        const piece = pieces[layer]?.shift();
+        if (piece) merge.add(layer, piece);
+        else {
+          merge.end(layer);
+          ended.add(layer);
+        }
+      }
+    }
+    return merge.build();
+  }
+  for (const layer of order) {
+    for (const piece of pieces[layer] ?? []) merge.add(layer, piece);
+    merge.end(layer);
+  }
+  return merge.build();
+}
+
+/**
+ * mergeLayers, checked against IncrementalMerge fed the same layers in pieces and in other
+ * orders: both must give the same Toc, or fail with the same error.
+ */
+function mergeLayers(layers: readonly (readonly LayerEntry[])[]): Toc {
+  const variants: Array<[number, Arrival]> = [];
+  for (const batch of [1, 2, 1_000_000]) for (const arrival of ['bottom first', 'top first', 'round robin'] as const) variants.push([batch, arrival]);
+  let expected: Toc;
+  try {
+    expected = mergeWhole(layers);
+  } catch (err) {
+    for (const [batch, arrival] of variants) {
+      assert.throws(() => mergeIncrementally(layers, batch, arrival), { message: (err as Error).message }, `batches of ${batch}, ${arrival}`);
+    }
+    throw err;
+  }
+  for (const [batch, arrival] of variants) assert.deepEqual(mergeIncrementally(layers, batch, arrival), expected, `batches of ${batch}, ${arrival}`);
+  return expected;
+}
 
 describe('OCI overlay merge', () => {
   it('builds a single layer, with implicit parents and root attributes from "."', () => {
@@ -74,6 +130,21 @@ describe('OCI overlay merge', () => {
       p: { type: 'directory', mode: 0o701, uid: 3 },
       'p/new': fileAt(pNew, 1),
       q: IMPLICIT_DIR,
+    });
+  });
+
+  it('an opaque marker in the bottom layer acts before the layer\'s entries, wherever it sits', () => {
+    // Merged whole, the markers make o/ (and then q/ under the symlink's name) before any entry of
+    // the layer; merged as the entries arrive, the markers come after the symlink and the file
+    // that replace those directories, so the incremental merge has to start over.
+    const f = file('f');
+    const toc = mergeLayers([[symlink('s', 'target'), f, dir('target'), opaque('s'), opaque('f'), opaque('o')]]);
+    assertTree(toc, {
+      '': { type: 'directory' },
+      s: { type: 'symlink', linkTarget: 'target', size: 6 },
+      f: fileAt(f, 0),
+      target: { type: 'directory' },
+      o: IMPLICIT_DIR,
     });
   });
 
@@ -246,7 +317,7 @@ describe('OCI overlay merge', () => {
     for (let d = 0; d < 1000; d += 10) upper.push(whiteout(`dir${d}`), opaque(`dir${d + 1}/sub`), file(`dir${d + 2}/sub/file0`));
     for (let f = 0; f < 20_000; f++) upper.push(file(`new/${f % 100}/f${f}`), hardlink(`new/${f % 100}/h${f}`, `dir5/sub/file${f % 100}`));
     const start = performance.now();
-    const toc = mergeLayers([lower, upper]);
+    const toc = mergeWhole([lower, upper]);
     const elapsed = performance.now() - start;
     // 1000 dirs - 100 whiteouts, their 'sub', 100 files each except 100 opaque ones, new/: 100 dirs of 400.
     assert.equal(toc.inodes.length, 1 + 900 * 2 + 800 * 100 + 1 + 100 + 20_000);

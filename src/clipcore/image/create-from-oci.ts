@@ -4,7 +4,7 @@ import { SectionKind } from '../archive/format.js';
 import { writeArchive } from '../archive/writer.js';
 import { checkSpanBytes, layerCompressionForMediaType, MAX_SPAN_BYTES, MiB, MIN_SPAN_BYTES, type LayerCompression } from '../compression/index.js';
 import { ClipError } from '../errors.js';
-import { mergeLayers } from '../oci/overlay.js';
+import { IncrementalMerge } from '../oci/incremental-merge.js';
 import {
   formatPlatform,
   hostPlatform,
@@ -92,27 +92,31 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   let layersDone = 0;
   const report = (): void => options.onProgress?.({ layersDone, layers: layers.length, bytesDone, bytes: totalBytes });
   report();
+  // The merge runs on this thread while the workers read the layers (see IncrementalMerge).
+  const merge = new IncrementalMerge(layers.length);
   const indexed = await indexLayersInParallel(jobs, {
     concurrency,
     onBytes: (_layer, bytes) => {
       bytesDone += bytes;
       report();
     },
-    onLayerDone: () => {
+    onEntries: (layer, entries) => merge.add(layer, entries),
+    onLayerDone: (layer) => {
+      merge.end(layer);
       layersDone++;
       report();
     },
   });
 
   const config = await configFetch;
-  const toc = mergeLayers(indexed.map((layer) => layer.entries));
+  const toc = merge.build();
   const platform: Platform = resolved.platform ?? { os: config.os, architecture: config.architecture, variant: config.variant };
   const layerMeta: LayerMeta[] = layers.map((layer, i) => ({
     digest: layer.digest,
     mediaType: layer.mediaType,
     compression: jobs[i]?.compression ?? 'none',
     size: layer.size,
-    uncompressedSize: indexed[i]?.index.uncompressedSize ?? 0,
+    uncompressedSize: indexed[i]?.uncompressedSize ?? 0,
   }));
   const runtime = config.config;
   const image: ImageMeta = {
@@ -134,7 +138,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
       labels: runtime.Labels ?? {},
     },
   };
-  const { layerIndex, windows } = encodeLayerIndexes(indexed.map((layer) => layer.index));
+  const { layerIndex, windows } = encodeLayerIndexes(indexed);
   const { bytes } = await writeArchive(outputPath, {
     meta: { writer: WRITER_NAME, storage: { mode: 'oci' }, image },
     toc,

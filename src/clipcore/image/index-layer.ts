@@ -16,31 +16,45 @@ export interface LayerJob {
   readonly spanBytes: number;
 }
 
-export interface IndexedLayer {
-  readonly entries: LayerEntry[];
-  readonly index: PackedLayerIndex;
+/** What indexing a layer reports as it goes. */
+export interface LayerProgress {
+  onBytes(compressedBytes: number): void;
+  /** The layer's entries in tar order, a batch at a time, all of them before indexLayer returns. */
+  onEntries(entries: LayerEntry[]): void;
 }
+
+/**
+ * Entries per batch: big enough that posting a batch between threads costs little, small enough
+ * that the main thread merges while the layer is still being read.
+ */
+const ENTRY_BATCH = 256;
 
 /**
  * Streams one layer blob once: the compressed bytes feed the checkpointing decompressor, its
  * output feeds the tar parser. Memory stays bounded (the decompressor hands out 1 MiB pieces and
  * the blob stream is paused while they are parsed); nothing is written to disk.
  */
-export async function indexLayer(job: LayerJob, onBytes: (compressedBytes: number) => void): Promise<IndexedLayer> {
+export async function indexLayer(job: LayerJob, progress: LayerProgress): Promise<PackedLayerIndex> {
   const client = new RegistryClient(job.session === undefined ? job.registry : { ...job.registry, session: job.session });
   try {
-    const entries: LayerEntry[] = [];
-    const parser = new TarEntryParser((entry) => entries.push(entry), { layer: job.digest });
+    let batch: LayerEntry[] = [];
+    const parser = new TarEntryParser((entry) => batch.push(entry), { layer: job.digest });
+    const flush = (): void => {
+      if (batch.length > 0) progress.onEntries(batch);
+      batch = [];
+    };
     const indexer = createLayerIndexer(job.compression, job.spanBytes);
     const blob = await client.openBlobStream(job.repository, job.digest);
     for await (const chunk of blob.stream as AsyncIterable<Buffer>) {
       indexer.push(chunk);
       for (let piece = indexer.next(); piece !== null; piece = indexer.next()) parser.write(piece);
-      onBytes(chunk.length);
+      progress.onBytes(chunk.length);
+      if (batch.length >= ENTRY_BATCH) flush();
     }
     const index = indexer.end();
     parser.end();
-    return { entries, index: packLayerIndex(index) };
+    flush();
+    return packLayerIndex(index);
   } catch (err) {
     // Name the layer once: the tar parser and the blob stream may have named it already.
     if (err instanceof ClipError && !err.message.includes(job.digest)) {

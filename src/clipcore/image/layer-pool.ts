@@ -1,7 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ClipError } from '../errors.js';
-import type { IndexedLayer, LayerJob } from './index-layer.js';
+import type { LayerEntry } from '../oci/layer-entry.js';
+import type { LayerJob } from './index-layer.js';
+import type { PackedLayerIndex } from './layer-index-codec.js';
 import type { WorkerMessage, WorkerRequest } from './layer-worker.js';
 
 /**
@@ -55,20 +57,23 @@ function returnWorker(worker: Worker): void {
 }
 
 /**
- * Indexes layers in worker threads, at most `concurrency` at a time (default: one per core).
- * The first failure stops the remaining work and is reported with its code.
+ * Indexes layers in worker threads, at most `concurrency` at a time (default: one per core), and
+ * returns each layer's index. Entries reach `onEntries` in tar order within each layer, all of a
+ * layer's before its `onLayerDone`. The first failure, a callback's included, stops the
+ * remaining work and is reported with its code.
  */
 export async function indexLayersInParallel(
   jobs: readonly LayerJob[],
   options: {
     concurrency?: number;
     onBytes?: (layer: number, bytes: number) => void;
+    onEntries?: (layer: number, entries: LayerEntry[]) => void;
     /** Called as each layer finishes (progress displays count finished layers). */
     onLayerDone?: (layer: number) => void;
   } = {},
-): Promise<IndexedLayer[]> {
+): Promise<PackedLayerIndex[]> {
   const concurrency = Math.min(jobs.length, defaultConcurrency(options.concurrency));
-  const results: IndexedLayer[] = new Array<IndexedLayer>(jobs.length);
+  const results: PackedLayerIndex[] = new Array<PackedLayerIndex>(jobs.length);
   const workers: Worker[] = [];
   let next = 0;
   let failed = false;
@@ -80,17 +85,21 @@ export async function indexLayersInParallel(
     const runOne = (layer: number): Promise<void> =>
       new Promise((resolve, reject) => {
         const onMessage = (message: WorkerMessage): void => {
-          if (message.type === 'progress') {
-            options.onBytes?.(layer, message.bytes);
-            return;
-          }
-          cleanup();
-          if (message.type === 'result') {
-            results[layer] = message.result;
-            options.onLayerDone?.(layer);
-            resolve();
-          } else {
-            reject(new ClipError(message.code ?? 'IO', message.message));
+          try {
+            if (message.type === 'progress') options.onBytes?.(layer, message.bytes);
+            else if (message.type === 'entries') options.onEntries?.(layer, message.entries);
+            else if (message.type === 'result') {
+              cleanup();
+              results[layer] = message.index;
+              options.onLayerDone?.(layer);
+              resolve();
+            } else {
+              cleanup();
+              reject(new ClipError(message.code ?? 'IO', message.message));
+            }
+          } catch (err) {
+            cleanup();
+            reject(err instanceof Error ? err : new Error(String(err)));
           }
         };
         const onError = (err: Error): void => {
