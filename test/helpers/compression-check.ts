@@ -22,7 +22,7 @@ export function indexBlob(
     const n = Math.max(1, typeof chunkSize === 'number' ? chunkSize : chunkSize(i));
     indexer.push(blob.subarray(pos, pos + n));
     pos += n;
-    for (let b = indexer.next(); b !== null; b = indexer.next()) out.push(b);
+    for (let b = indexer.next(); b !== null; b = indexer.next()) out.push(Buffer.from(b)); // pieces are reused
   }
   return { index: indexer.end(), output: Buffer.concat(out) };
 }

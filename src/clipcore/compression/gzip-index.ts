@@ -23,10 +23,11 @@ export class GzipIndexer extends StreamingIndexer {
   protected readonly decoder = GzipDecoder.fromStart();
   /**
    * Output goes into `cur` at curPos and is handed out as views; `prev` is the previous (full)
-   * buffer, kept for windows. Plain Uint8Arrays, not Buffers: see GzipDecoder.setInput.
+   * buffer, kept for windows. When `cur` is full the two swap: views of `prev` were consumed
+   * long since (see LayerIndexer.next). Plain Uint8Arrays, not Buffers: see GzipDecoder.setInput.
    */
   private cur = new Uint8Array(OUTPUT_CHUNK_BYTES);
-  private prev: Uint8Array | null = null;
+  private prev: Uint8Array<ArrayBuffer> | null = null;
   private curPos = 0;
   private emitted = 0;
   private total = 0;
@@ -39,8 +40,9 @@ export class GzipIndexer extends StreamingIndexer {
   next(): Buffer | null {
     for (;;) {
       if (this.curPos === this.cur.length) {
+        const reused = this.prev;
         this.prev = this.cur;
-        this.cur = new Uint8Array(OUTPUT_CHUNK_BYTES);
+        this.cur = reused ?? new Uint8Array(OUTPUT_CHUNK_BYTES);
         this.curPos = this.emitted = 0;
       }
       if (this.decoder.needsInput) {

@@ -67,7 +67,8 @@ export class LayerIndexStream extends Duplex {
           this.finishWrite(null);
           return;
         }
-        if (!this.push(out)) {
+        // A copy: readers may hold chunks, and the indexer reuses its output buffers.
+        if (!this.push(Buffer.from(out))) {
           this.waitingForRead = true;
           return;
         }
