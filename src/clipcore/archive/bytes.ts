@@ -6,8 +6,13 @@ import { ArchiveFormatError } from '../errors.js';
  * an out-of-range read or a huge allocation.
  */
 export class ByteWriter {
-  private buffer = Buffer.allocUnsafe(64 * 1024);
+  private buffer: Buffer;
   private length = 0;
+
+  /** `sizeHint`: the expected size, so that big sections are not copied as they grow. */
+  constructor(sizeHint = 64 * 1024) {
+    this.buffer = Buffer.allocUnsafe(sizeHint);
+  }
 
   private ensure(extra: number): void {
     if (this.length + extra <= this.buffer.length) return;
@@ -42,8 +47,12 @@ export class ByteWriter {
     this.raw(value);
   }
 
+  /** Length-prefixed UTF-8, written in place (no temporary Buffer per string: TOCs hold many). */
   string(value: string): void {
-    this.bytes(Buffer.from(value, 'utf8'));
+    const length = Buffer.byteLength(value, 'utf8');
+    this.varint(length);
+    this.ensure(length);
+    this.length += this.buffer.write(value, this.length, length, 'utf8');
   }
 
   raw(value: Uint8Array): void {

@@ -22,8 +22,12 @@ const KNOWN_FLAGS = 63;
 
 const NS_PER_SECOND = 1_000_000_000n;
 
+/** Bytes per inode and per entry to start with: a file's record is about 50 bytes, a name about 20. */
+const INODE_BYTES_HINT = 64;
+const ENTRY_BYTES_HINT = 24;
+
 export function encodeToc(toc: Toc): Buffer {
-  const out = new ByteWriter();
+  const out = new ByteWriter(16 + toc.inodes.length * INODE_BYTES_HINT + toc.entries.length * ENTRY_BYTES_HINT);
   out.varint(toc.inodes.length);
   for (const inode of toc.inodes) encodeInode(out, inode);
   out.varint(toc.entries.length);
