@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import type { CreateFromOCIImageResult } from '../src/clipcore/index.js';
 import type { BenchContext, PushedBenchImage } from './context.js';
 import { startIndexer, type Indexer } from './indexer.js';
-import { check, CLIP_BIN, sh } from './proc.js';
+import { startShellTimer, type ShellTimer } from './shell-timer.js';
+import { check, CLIP_BIN } from './proc.js';
 import { pairedRatio, samples, value } from './results.js';
 import { formatBytes, num, summarize } from './stats.js';
 
@@ -47,11 +48,11 @@ async function timeCliIndex(ctx: BenchContext, proxiedRef: string): Promise<numb
 
 const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
 
-/** `gzip -dc | tar -t` of each blob, `parallel` pipelines at once. */
-async function timeBaseline(blobs: readonly string[], parallel: number): Promise<number> {
+/** `gzip -dc | tar -t` of each blob, `parallel` pipelines at once, timed by bash itself. */
+function timeBaseline(shell: ShellTimer, blobs: readonly string[], parallel: number): Promise<number> {
+  if (blobs.length === 1 && parallel === 1) return shell.time(`gzip -dc ${quote(blobs[0] as string)} | tar -t`);
   const list = blobs.map(quote).join(' ');
-  const line = `printf '%s\\n' ${list} | xargs -P ${parallel} -I{} sh -c 'gzip -dc "{}" | tar -t > /dev/null'`;
-  return (await sh(line)).ms;
+  return shell.time(`printf '%s\\n' ${list} | xargs -P ${parallel} -I{} sh -c 'gzip -dc "{}" | tar -t > /dev/null'`);
 }
 
 /** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
@@ -80,14 +81,15 @@ const mbps = (bytes: number, s: number): string => `${num(bytes / 1e6 / s)} MB/s
 
 export async function measureIndexTime(ctx: BenchContext): Promise<void> {
   const indexer = await startIndexer();
+  const shell = startShellTimer();
   try {
-    await measureIndexTimeWith(ctx, indexer);
+    await measureIndexTimeWith(ctx, indexer, shell);
   } finally {
-    await indexer.close();
+    await Promise.all([indexer.close(), shell.close()]);
   }
 }
 
-async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer): Promise<void> {
+async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: ShellTimer): Promise<void> {
   const { results, options } = ctx;
   const baselineLabel = 'gzip -dc | tar -t (local blob)';
   // --quick: the largest and the smallest debian layer (uncompressed), and the synthetic one.
@@ -104,7 +106,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer): Promis
         files = result.files;
         return ms;
       },
-      () => timeBaseline([layer.blobPath], 1),
+      () => timeBaseline(shell, [layer.blobPath], 1),
     );
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
@@ -126,7 +128,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer): Promis
   const cliCases = [...(largest ? [{ name: `layer ${largest.layer.name}`, ref: largest.ref, blobs: [largest.layer.blobPath], parallel: 1 }] : []),
     { name: 'image debian', ref: ctx.debian.ref, blobs: ctx.debian.image.layers.map((l) => l.blobPath), parallel: cores }];
   for (const { name, ref, blobs, parallel } of cliCases) {
-    const times = await paired(options.runs, () => timeCliIndex(ctx, ref), () => timeBaseline(blobs, parallel));
+    const times = await paired(options.runs, () => timeCliIndex(ctx, ref), () => timeBaseline(shell, blobs, parallel));
     const clip = summarize(times.clip.map(seconds), 's');
     results.add({
       section: INDEX,
@@ -142,7 +144,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer): Promis
   const uncompressed = image.layers.reduce((sum, l) => sum + l.uncompressedSize, 0);
   for (const concurrency of options.quick ? [1, 4] : [1, 2, 4]) {
     await timeIndex(ctx, indexer, ctx.debian.ref, concurrency); // warm-up, discarded
-    const times = await paired(options.runs, async () => (await timeIndex(ctx, indexer, ctx.debian.ref, concurrency)).ms, () => timeBaseline(blobs, concurrency));
+    const times = await paired(options.runs, async () => (await timeIndex(ctx, indexer, ctx.debian.ref, concurrency)).ms, () => timeBaseline(shell, blobs, concurrency));
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
     results.add({
