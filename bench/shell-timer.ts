@@ -2,7 +2,8 @@
  * A bash process that times the commands it is given itself, with $EPOCHREALTIME around each
  * one, so that a baseline's time is what a shell user sees: not the cost of Node forking the
  * bench's large process (10–20 ms here, a third of `gzip -dc | tar -t` on a small layer), nor
- * that of the wrapper processes. Commands run one at a time; their output is discarded.
+ * that of the wrapper processes. Commands run one at a time, in the order given; their output is
+ * discarded.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -30,18 +31,13 @@ export function startShellTimer(): ShellTimer {
   bash.on('exit', (code) => {
     for (const job of waiting.splice(0)) job.reject(new Error(`bash exited with ${code} before timing ${job.command}`));
   });
-  let chain: Promise<unknown> = Promise.resolve();
-  const time = (command: string): Promise<number> => {
-    const run = chain.then(
-      () =>
-        new Promise<number>((resolve, reject) => {
-          waiting.push({ command, resolve, reject });
-          bash.stdin.write(`s=$EPOCHREALTIME; { ${command} ; } > /dev/null; rc=$?; e=$EPOCHREALTIME; echo "${MARK} $rc $s $e"\n`);
-        }),
-    );
-    chain = run.catch(() => undefined);
-    return run;
-  };
+  // bash runs its input line by line, so replies come back in the order the commands went in.
+  // Each command's stdin is /dev/null: it must not read the commands queued after it.
+  const time = (command: string): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      waiting.push({ command, resolve, reject });
+      bash.stdin.write(`s=$EPOCHREALTIME; { ${command} ; } < /dev/null > /dev/null; rc=$?; e=$EPOCHREALTIME; echo "${MARK} $rc $s $e"\n`);
+    });
   return {
     time,
     close: async () => {

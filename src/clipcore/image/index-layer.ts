@@ -9,7 +9,7 @@ import { packLayerIndex, type PackedLayerIndex } from './layer-index-codec.js';
 export interface LayerJob {
   readonly registry: RegistryClientOptions;
   /** What the client that resolved the manifest learned, so that each layer does not learn it again. */
-  readonly session?: RegistrySession;
+  readonly session: RegistrySession;
   readonly repository: RepositoryLocation;
   readonly digest: string;
   readonly compression: LayerCompression;
@@ -35,7 +35,7 @@ const ENTRY_BATCH = 256;
  * the blob stream is paused while they are parsed); nothing is written to disk.
  */
 export async function indexLayer(job: LayerJob, progress: LayerProgress): Promise<PackedLayerIndex> {
-  const client = new RegistryClient(job.session === undefined ? job.registry : { ...job.registry, session: job.session });
+  const client = new RegistryClient({ ...job.registry, session: job.session });
   try {
     let batch: LayerEntry[] = [];
     const parser = new TarEntryParser((entry) => batch.push(entry), { layer: job.digest });
