@@ -6,7 +6,7 @@
  * CLIP_INFLATE=pako forces pako (tests run both).
  */
 import { createRequire } from 'node:module';
-import { ZStream, Z_BLOCK, Z_OK, zlibInflate, zlibInflateInit2, zlibInflateReset, zlibInflateSetDictionary } from 'pako';
+import type * as Pako from 'pako';
 import { ClipError } from '../errors.js';
 import { inflatePrime, takeHeldBytes } from './pako-bits.js';
 
@@ -68,6 +68,13 @@ function loadNative(): NativeModule | string {
 
 const native = loadNative();
 
+/** pako, loaded only where it is used: importing it costs about 18 ms, in every worker too. */
+let pakoModule: typeof Pako | undefined;
+function pako(): typeof Pako {
+  pakoModule ??= createRequire(import.meta.url)('pako') as typeof Pako;
+  return pakoModule;
+}
+
 /** Which backend raw inflate uses in this process, and the zlib version or why pako is used. */
 export function inflateBackend(): { backend: InflateBackend; detail: string } {
   return typeof native === 'string' ? { backend: 'pako', detail: native } : { backend: 'zlib', detail: `zlib ${native.zlibVersion}` };
@@ -116,10 +123,11 @@ class ZlibInflater implements RawInflater {
 }
 
 class PakoInflater implements RawInflater {
-  private readonly strm = new ZStream();
+  private readonly zlib = pako();
+  private readonly strm = new this.zlib.ZStream();
 
   constructor() {
-    if (zlibInflateInit2(this.strm, -15) !== Z_OK) throw new ClipError('CORRUPT', 'cannot initialise inflate');
+    if (this.zlib.zlibInflateInit2(this.strm, -15) !== this.zlib.Z_OK) throw new ClipError('CORRUPT', 'cannot initialise inflate');
   }
 
   get inPos(): number {
@@ -132,10 +140,10 @@ class PakoInflater implements RawInflater {
     return this.strm.data_type;
   }
   reset(): void {
-    zlibInflateReset(this.strm);
+    this.zlib.zlibInflateReset(this.strm);
   }
   setDictionary(window: Uint8Array): number {
-    return zlibInflateSetDictionary(this.strm, window);
+    return this.zlib.zlibInflateSetDictionary(this.strm, window);
   }
   prime(bits: number, value: number): void {
     inflatePrime(this.strm, bits, value);
@@ -148,7 +156,7 @@ class PakoInflater implements RawInflater {
     s.output = output;
     s.next_out = outPos;
     s.avail_out = outLen;
-    return zlibInflate(s, Z_BLOCK);
+    return this.zlib.zlibInflate(s, this.zlib.Z_BLOCK);
   }
   takeHeldBytes(): number[] {
     return takeHeldBytes(this.strm);
