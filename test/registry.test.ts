@@ -9,6 +9,7 @@ import { pushImage, pushImageDetailed, pushIndex, readAll, type PushedImage } fr
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { buildTarLayer, patternContent } from './harness/tar-layer.js';
 import { freePort } from './harness/free-port.js';
+import { startTcpTap } from './harness/tcp-tap.js';
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -148,6 +149,26 @@ describe('RegistryClient against docker-registry', () => {
     assert.equal(await client.blobSize(repo, layer.digest), layer.size);
     await expectClipError(client.fetchBlobRange(repo, layer.digest, layer.size + 10, layer.size + 20), 'OUT_OF_RANGE');
     await expectClipError(client.fetchBlobRange(repo, layer.digest, 10, 5), 'INVALID_ARGUMENT');
+  });
+
+  it('leaves the connection of a finished blob read to the next request', async () => {
+    const layer = image.layers[1];
+    assert.ok(layer);
+    const tap = await startTcpTap(registry.host);
+    const tapped = new RegistryClient({ retryBaseDelayMs: 5 });
+    try {
+      const repo = `${tap.host}/test/app`;
+      await tapped.fetchBlobRange(repo, layer.digest, 0, 10); // the TLS attempt, then a plain-HTTP connection
+      const connections = tap.connections;
+      assert.equal((await readAll((await tapped.openBlobStream(repo, layer.digest)).stream)).length, layer.size);
+      assert.equal((await tapped.fetchBlobRange(repo, layer.digest, 1000, 1010)).length, 10);
+      assert.equal((await readAll((await tapped.openBlobStream(repo, layer.digest, { start: 5000, end: 6000 })).stream)).length, 1000);
+      // A new connection per read would cost a TCP (and TLS) handshake each time.
+      assert.equal(tap.connections, connections);
+    } finally {
+      tapped.close();
+      await tap.close();
+    }
   });
 
   it('streams a large layer with bounded memory and verifies it', async () => {

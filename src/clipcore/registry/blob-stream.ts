@@ -69,13 +69,15 @@ export class BlobStream extends Readable {
     this.body = body;
     this.skip = segment.skip;
     let settled = false;
+    let received = 0;
     const settle = (err?: Error): void => {
       if (settled) return;
       settled = true;
       body.off('data', onData);
-      this.segmentEnded(body, err);
+      this.segmentEnded(body, err, received);
     };
     const onData = (chunk: Buffer): void => {
+      received += chunk.length;
       if (this.onChunk(chunk, body)) settle();
     };
     body.on('data', onData);
@@ -102,11 +104,15 @@ export class BlobStream extends Readable {
     return this.position >= this.options.end;
   }
 
-  private segmentEnded(body: IncomingMessage, err: Error | undefined): void {
+  /** `received`: the bytes `body` delivered, to tell a body that is all in from one still sending. */
+  private segmentEnded(body: IncomingMessage, err: Error | undefined, received: number): void {
     if (this.destroyed) return;
     if (this.position >= this.options.end) {
-      // The server may still be sending bytes past our range (it ignored Range); stop it.
-      if (!body.readableEnded) body.destroy();
+      // A body that has delivered all it announced ends by itself, and its connection goes back
+      // to the pool for the next request (destroying it would cost a new TCP and TLS handshake).
+      // One still sending past our range (the server ignored Range) is stopped.
+      if (body.readableEnded || received === Number(body.headers['content-length'])) body.resume();
+      else body.destroy();
       this.body = undefined;
       this.complete();
       return;
