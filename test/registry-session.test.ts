@@ -186,6 +186,16 @@ describe('session hand-off on a plain-HTTP loopback registry', () => {
     assert.equal(tap.tlsHandshakes - handshakes, 1);
   });
 
+  it('a worker indexes the layers one after another over one connection', async () => {
+    const connections = tap.connections;
+    const result = await createFromOCIImage({ imageRef: ref, outputPath: join(work, 'reuse.clip'), concurrency: 1 });
+    assert.equal(result.layers, 3);
+    // The main thread: its TLS attempt, then one connection for the manifest and the config. The
+    // worker: one for the three blobs, or none if it kept one from the image before.
+    const opened = tap.connections - connections;
+    assert.ok(opened >= 2 && opened <= 3, `${opened} connections for 3 layers`);
+  });
+
   it('a seeded scheme never overrides the client\'s own insecure-registry settings', async () => {
     const session: RegistrySession = {
       takenAtMs: Date.now(),

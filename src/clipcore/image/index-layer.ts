@@ -35,7 +35,7 @@ const ENTRY_BATCH = 256;
  * the blob stream is paused while they are parsed); nothing is written to disk.
  */
 export async function indexLayer(job: LayerJob, progress: LayerProgress): Promise<PackedLayerIndex> {
-  const client = new RegistryClient({ ...job.registry, session: job.session });
+  const client = clientFor(job);
   try {
     let batch: LayerEntry[] = [];
     const parser = new TarEntryParser((entry) => batch.push(entry), { layer: job.digest });
@@ -61,7 +61,24 @@ export async function indexLayer(job: LayerJob, progress: LayerProgress): Promis
       throw new ClipError(err.code, `layer ${job.digest}: ${err.message}`, { cause: err });
     }
     throw err;
-  } finally {
-    client.close();
   }
+}
+
+/**
+ * This thread's registry client, kept from one layer to the next while the options stay the
+ * same: the layers a worker indexes one after another then share its keep-alive connections (one
+ * TCP and TLS handshake, not one per layer; tens of ms each against a remote registry) and what
+ * it learned. Idle keep-alive sockets never keep a process alive (Node unrefs them).
+ */
+let kept: { readonly options: string; readonly client: RegistryClient } | undefined;
+
+function clientFor(job: LayerJob): RegistryClient {
+  const options = JSON.stringify(job.registry);
+  if (kept?.options === options) {
+    kept.client.adoptSession(job.session);
+    return kept.client;
+  }
+  kept?.client.close();
+  kept = { options, client: new RegistryClient({ ...job.registry, session: job.session }) };
+  return kept.client;
 }

@@ -121,6 +121,11 @@ export class RegistryClient {
     return captureSession(this.schemes, this.ctx.auth);
   }
 
+  /** Takes in what another client learned since (see `options.session`); what this one knows stays. */
+  adoptSession(session: RegistrySession): void {
+    seedSession(session, this.schemes, this.ctx.auth);
+  }
+
   /** Closes pooled connections. */
   close(): void {
     this.transport.close();
