@@ -1,15 +1,20 @@
 /**
  * RegistrySession: a client hands what it learned (scheme, auth scheme, bearer tokens) to another
- * client, as createFromOCIImage does for its layer workers. Against real registries: token requests
- * are counted by the test token server, 401s by a counting proxy, TLS attempts on the wire by a TCP tap.
+ * client, as createFromOCIImage does for its layer workers; and each thread keeps its client from one
+ * image to the next (kept-client.ts). Against real registries: token requests are counted by the test
+ * token server, 401s by a counting proxy, connections and TLS attempts on the wire by a TCP tap.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { ArchiveReader, createFromOCIImage, RegistryClient, type RegistryClientOptions, type RegistrySession } from '../src/clipcore/index.js';
+import { CREDENTIALS_MAX_AGE_MS, CredentialResolver } from '../src/clipcore/registry/credential-resolver.js';
+import { expectClipError } from './harness/expect-error.js';
 import { startCountingProxy, type CountingProxy } from './harness/counting-proxy.js';
 import { pushImageDetailed, type PushedImage } from './harness/image-builder.js';
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
@@ -145,6 +150,62 @@ describe('session hand-off with token auth', () => {
       server().setExpiresIn(300);
     }
   });
+
+  /** Indexes `ref` with `registryOptions` (auth included), in this process. */
+  const index = async (registryOptions: RegistryClientOptions, name: string): Promise<void> => {
+    const { auth, ...rest } = registryOptions;
+    const result = await createFromOCIImage({ imageRef: ref, outputPath: join(work, name), auth, registry: rest, concurrency: 2 });
+    assert.equal(result.layers, 4);
+  };
+
+  it('a second index keeps the main thread\'s client: no token request, no 401', async () => {
+    // Options no other test uses: the first index starts with a client of its own.
+    const kept = { ...options(), userAgent: 'clip-test/kept-token' };
+    const first = counters();
+    await index(kept, 'kept-token-1.clip');
+    assert.deepEqual(first(), { tokens: 1, unauthorized: 1 });
+    const second = counters();
+    await index(kept, 'kept-token-2.clip');
+    assert.deepEqual(second(), { tokens: 0, unauthorized: 0 });
+  });
+
+  it('a kept client whose token expired fetches a new one up front', async () => {
+    server().setExpiresIn(1);
+    try {
+      const kept = { ...options(), userAgent: 'clip-test/kept-expiry' };
+      await index(kept, 'kept-expiry-1.clip');
+      await delay(1_100);
+      const count = counters();
+      await index(kept, 'kept-expiry-2.clip');
+      // The bearer scheme is remembered: no anonymous request and 401 first, as a new client would make.
+      const { tokens, unauthorized } = count();
+      assert.equal(unauthorized, 0);
+      assert.ok(tokens >= 1, `${tokens} token requests`);
+    } finally {
+      server().setExpiresIn(300);
+    }
+  });
+
+  it('an index with other credentials or options gets a client of its own', async () => {
+    const right = { ...options(), userAgent: 'clip-test/kept-creds' };
+    const wrong = { ...right, auth: { username: registry.username ?? '', password: 'wrong' } };
+    const start = server().requests.length;
+    await index(right, 'creds-1.clip');
+    // A client kept for other credentials would still hold a token that works.
+    await expectClipError(index(wrong, 'creds-2.clip'), 'UNAUTHORIZED', /credentials rejected/);
+    assert.deepEqual(server().requests.slice(start).map((r) => r.user), ['tester', 'tester']);
+    // The right credentials again: the client kept for them was closed when replaced, so a new one.
+    let count = counters();
+    await index(right, 'creds-3.clip');
+    assert.deepEqual(count(), { tokens: 1, unauthorized: 1 });
+    count = counters();
+    await index(right, 'creds-4.clip');
+    assert.deepEqual(count(), { tokens: 0, unauthorized: 0 });
+    // Options that differ in anything but credentials are other options too.
+    count = counters();
+    await index({ ...right, timeoutMs: 29_000 }, 'creds-5.clip');
+    assert.deepEqual(count(), { tokens: 1, unauthorized: 1 });
+  });
 });
 
 describe('session hand-off on a plain-HTTP loopback registry', () => {
@@ -188,12 +249,75 @@ describe('session hand-off on a plain-HTTP loopback registry', () => {
 
   it('a worker indexes the layers one after another over one connection', async () => {
     const connections = tap.connections;
-    const result = await createFromOCIImage({ imageRef: ref, outputPath: join(work, 'reuse.clip'), concurrency: 1 });
+    // Options no other test uses: neither the main thread nor the worker has a client for them yet.
+    const registry = { userAgent: 'clip-test/one-worker' };
+    const result = await createFromOCIImage({ imageRef: ref, outputPath: join(work, 'reuse.clip'), registry, concurrency: 1 });
     assert.equal(result.layers, 3);
     // The main thread: its TLS attempt, then one connection for the manifest and the config. The
-    // worker: one for the three blobs, or none if it kept one from the image before.
-    const opened = tap.connections - connections;
-    assert.ok(opened >= 2 && opened <= 3, `${opened} connections for 3 layers`);
+    // worker: one for the three blobs.
+    assert.equal(tap.connections - connections, 3);
+  });
+
+  it('a second index keeps the main thread\'s client: no TLS attempt, no new connection for the manifest', async () => {
+    const registry = { userAgent: 'clip-test/kept-plain' };
+    const index = async (name: string, onProgress?: () => void): Promise<void> => {
+      const result = await createFromOCIImage({ imageRef: ref, outputPath: join(work, name), registry, concurrency: 1, ...(onProgress && { onProgress }) });
+      assert.equal(result.layers, 3);
+    };
+    let handshakes = tap.tlsHandshakes;
+    await index('kept-plain-1.clip');
+    assert.equal(tap.tlsHandshakes - handshakes, 1);
+    handshakes = tap.tlsHandshakes;
+    const connections = tap.connections;
+    // The first progress report comes once the manifest is resolved, before any layer is read.
+    let atManifest: number | undefined;
+    await index('kept-plain-2.clip', () => (atManifest ??= tap.connections));
+    assert.equal(atManifest, connections);
+    assert.equal(tap.tlsHandshakes, handshakes);
+  });
+
+  it('a failed index does not leave its kept client broken: a registry down, then back with TLS', async () => {
+    const tls = await startRegistry({ tls: true });
+    const front = await startSwitchableFront(registry.host);
+    try {
+      await pushImageDetailed(tls, 'plain/layers', 'v1', layers.slice(0, 3));
+      const registryOptions = { caCertificates: [tls.caCert ?? ''], retries: 1, retryBaseDelayMs: 5 };
+      const index = (name: string): Promise<unknown> =>
+        createFromOCIImage({ imageRef: `${front.host}/plain/layers:v1`, outputPath: join(work, name), registry: registryOptions, concurrency: 1 });
+      await index('moved-1.clip'); // plain HTTP, learned after a failed TLS attempt
+      await front.down();
+      await expectClipError(index('moved-2.clip'), 'UNAVAILABLE', /connection refused/);
+      // Back on the same address, now speaking TLS: a client still remembering plain HTTP would fail.
+      await front.up(tls.host);
+      await index('moved-3.clip');
+    } finally {
+      await front.close();
+      await tls.stop();
+    }
+  });
+
+  it('a process that indexed an image exits on its own (idle kept connections are unref\'d)', async () => {
+    const clipcore = new URL('../src/clipcore/index.js', import.meta.url).href;
+    const script = [
+      `const { createFromOCIImage } = await import(${JSON.stringify(clipcore)});`,
+      `const result = await createFromOCIImage(${JSON.stringify({ imageRef: ref, outputPath: join(work, 'exit.clip'), concurrency: 1 })});`,
+      'console.log(`indexed ${result.layers}`);',
+    ].join('\n');
+    // A file, not --eval: workers inherit the process's flags, and --input-type would break them.
+    const file = join(work, 'index-and-exit.mjs');
+    await writeFile(file, script);
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    try {
+      assert.equal(await exited, 0, `the child did not exit on its own; it printed ${JSON.stringify(out)}`);
+      assert.equal(out.trim(), 'indexed 3');
+    } finally {
+      clearTimeout(timer);
+    }
   });
 
   it('a seeded scheme never overrides the client\'s own insecure-registry settings', async () => {
@@ -213,6 +337,69 @@ describe('session hand-off on a plain-HTTP loopback registry', () => {
     });
   });
 });
+
+describe('credentials a kept client reads from Docker\'s config', () => {
+  it('are read again after a while, so that a long-lived client sees a new login', async () => {
+    const file = join(work, 'docker-config.json');
+    const login = (user: string): Promise<void> =>
+      writeFile(file, JSON.stringify({ auths: { 'registry.example.com': { auth: Buffer.from(`${user}:secret`).toString('base64') } } }));
+    let now = 1_000_000;
+    const resolver = new CredentialResolver({ dockerConfigPath: file, env: { HOME: work, PATH: '' }, helperTimeoutMs: 1_000, now: () => now });
+    const user = async (): Promise<string | undefined> => {
+      const found = await resolver.forRegistry('registry.example.com');
+      return found !== undefined && 'username' in found ? found.username : undefined;
+    };
+    await login('first');
+    assert.equal(await user(), 'first');
+    await login('second');
+    now += CREDENTIALS_MAX_AGE_MS - 1;
+    assert.equal(await user(), 'first');
+    now += 1;
+    assert.equal(await user(), 'second');
+  });
+});
+
+/** A registry's address that can go down and come back in front of another one (a restart). */
+interface SwitchableFront {
+  host: string;
+  /** Drops every connection and refuses new ones. */
+  down(): Promise<void>;
+  up(target: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function startSwitchableFront(initialTarget: string): Promise<SwitchableFront> {
+  let target = initialTarget;
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    const { hostname, port } = new URL(`tcp://${target}`);
+    const upstream = connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+    }
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  const listen = (port: number): Promise<void> => new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const stop = (): Promise<void> =>
+    new Promise((resolve) => {
+      for (const socket of open) socket.destroy();
+      server.close(() => resolve());
+    });
+  await listen(0);
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    down: stop,
+    up: async (next) => {
+      target = next;
+      await listen(port);
+    },
+    close: () => (server.listening ? stop() : Promise.resolve()),
+  };
+}
 
 /** A token straight from the token server, as a client would get it. */
 async function fetchToken(realm: string, scope: string, options: RegistryClientOptions): Promise<string> {

@@ -8,7 +8,6 @@ import { IncrementalMerge } from '../oci/incremental-merge.js';
 import {
   formatPlatform,
   hostPlatform,
-  RegistryClient,
   type ImageConfig,
   type Platform,
   type RegistryClientOptions,
@@ -18,6 +17,7 @@ import {
 import { WRITER_NAME } from '../version.js';
 import type { ImageMeta, LayerMeta } from './image-meta.js';
 import type { LayerJob } from './index-layer.js';
+import { leaseKeptClient } from './kept-client.js';
 import { encodeLayerIndexes } from './layer-index-codec.js';
 import { defaultConcurrency, indexLayersInParallel, warmWorkers } from './layer-pool.js';
 
@@ -35,6 +35,12 @@ export interface CreateFromOCIImageOptions {
   readonly registry?: Omit<RegistryClientOptions, 'auth'>;
   /** Layers indexed at once, each in a worker thread. Default: one per core. */
   readonly concurrency?: number;
+  /**
+   * Make this thread one of the `concurrency` lanes, so that a one-layer image needs no worker.
+   * For a process with nothing else to do (the `clip` command); a server leaves it off, as
+   * indexing would hold its event loop for milliseconds at a time.
+   */
+  readonly useCallingThread?: boolean;
   readonly verbose?: boolean;
   readonly onProgress?: (progress: IndexProgress) => void;
 }
@@ -75,7 +81,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   const outputPath = resolve(options.outputPath);
   await checkOutputDirectory(outputPath);
   // One worker boots while the manifest is fetched; starting more at once slowed small images down.
-  warmWorkers(1);
+  if (!options.useCallingThread) warmWorkers(1);
   const registryOptions: RegistryClientOptions = { ...options.registry, auth: options.auth };
   const { resolved, config: configFetch, session } = await resolveImage(registryOptions, options.imageRef, parsePlatform(options.platform));
   const layers = resolved.manifest.layers;
@@ -96,6 +102,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   const merge = new IncrementalMerge(layers.length);
   const indexed = await indexLayersInParallel(jobs, {
     concurrency,
+    useCallingThread: options.useCallingThread,
     onBytes: (_layer, bytes) => {
       bytesDone += bytes;
       report();
@@ -164,22 +171,27 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
 
 /**
  * Resolves the manifest; the config, needed only for the archive's metadata, comes in the background.
- * The session hands what the client learned (scheme, auth, token) to the layer jobs' clients.
+ * The session hands what the client learned (scheme, auth, token) to the layer jobs' clients. The
+ * client is this thread's kept one (see kept-client.ts): the next image from the registry reuses it.
  */
 async function resolveImage(
   registryOptions: RegistryClientOptions,
   imageRef: string,
   platform: Platform,
 ): Promise<{ resolved: ResolvedManifest; config: Promise<ImageConfig>; session: RegistrySession }> {
-  const client = new RegistryClient(registryOptions);
+  const lease = leaseKeptClient(registryOptions);
   try {
-    const resolved = await client.resolveManifest(imageRef, platform);
-    const session = client.session();
-    const config = client.getConfig(resolved).finally(() => client.close());
-    config.catch(() => undefined); // awaited after indexing: this only keeps an early failure from going unhandled
+    const resolved = await lease.client.resolveManifest(imageRef, platform);
+    const session = lease.client.session();
+    const config = lease.client.getConfig(resolved);
+    // Also keeps an early failure from going unhandled: the config is awaited after indexing.
+    config.then(
+      () => lease.release(),
+      () => lease.release(true),
+    );
     return { resolved, config, session };
   } catch (err) {
-    client.close();
+    lease.release(true);
     throw err;
   }
 }

@@ -2,7 +2,8 @@ import { createLayerIndexer, type LayerCompression } from '../compression/index.
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { TarEntryParser } from '../oci/tar-entries.js';
-import { RegistryClient, type RegistryClientOptions, type RegistrySession, type RepositoryLocation } from '../registry/index.js';
+import type { RegistryClientOptions, RegistrySession, RepositoryLocation } from '../registry/index.js';
+import { leaseKeptClient } from './kept-client.js';
 import { packLayerIndex, type PackedLayerIndex } from './layer-index-codec.js';
 
 /** One layer to index in a worker. Holds credentials and tokens: never log it. */
@@ -35,7 +36,10 @@ const ENTRY_BATCH = 256;
  * the blob stream is paused while they are parsed); nothing is written to disk.
  */
 export async function indexLayer(job: LayerJob, progress: LayerProgress): Promise<PackedLayerIndex> {
-  const client = clientFor(job);
+  // Consecutive layers share the thread's client: one connection, one TCP and TLS handshake.
+  const lease = leaseKeptClient(job.registry, job.session);
+  const client = lease.client;
+  let failed = true;
   try {
     let batch: LayerEntry[] = [];
     const parser = new TarEntryParser((entry) => batch.push(entry), { layer: job.digest });
@@ -54,6 +58,7 @@ export async function indexLayer(job: LayerJob, progress: LayerProgress): Promis
     const index = indexer.end();
     parser.end();
     flush();
+    failed = false;
     return packLayerIndex(index);
   } catch (err) {
     // Name the layer once: the tar parser and the blob stream may have named it already.
@@ -61,24 +66,7 @@ export async function indexLayer(job: LayerJob, progress: LayerProgress): Promis
       throw new ClipError(err.code, `layer ${job.digest}: ${err.message}`, { cause: err });
     }
     throw err;
+  } finally {
+    lease.release(failed);
   }
-}
-
-/**
- * This thread's registry client, kept from one layer to the next while the options stay the
- * same: the layers a worker indexes one after another then share its keep-alive connections (one
- * TCP and TLS handshake, not one per layer; tens of ms each against a remote registry) and what
- * it learned. Idle keep-alive sockets never keep a process alive (Node unrefs them).
- */
-let kept: { readonly options: string; readonly client: RegistryClient } | undefined;
-
-function clientFor(job: LayerJob): RegistryClient {
-  const options = JSON.stringify(job.registry);
-  if (kept?.options === options) {
-    kept.client.adoptSession(job.session);
-    return kept.client;
-  }
-  kept?.client.close();
-  kept = { options, client: new RegistryClient({ ...job.registry, session: job.session }) };
-  return kept.client;
 }

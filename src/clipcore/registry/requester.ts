@@ -96,7 +96,11 @@ export class Requester {
     const scheme = this.schemes.schemeFor(req.registry);
     const url = new URL(`${scheme}://${req.registry}${req.path}`);
     try {
-      return await this.followRedirects(req.method ?? 'GET', url, headers);
+      const res = await this.followRedirects(req.method ?? 'GET', url, headers);
+      // Remembered although it is the default, so that a session carries it: a kept worker client
+      // that learned plain HTTP for this address before (the registry has since moved) takes it in.
+      if (scheme === 'https') this.schemes.remember(req.registry, 'https');
+      return res;
     } catch (err) {
       if (scheme === 'https' && classifyNetError(err) === 'not-tls' && this.schemes.mayUsePlainHttp(req.registry)) {
         this.schemes.remember(req.registry, 'http');

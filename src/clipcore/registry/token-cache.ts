@@ -43,6 +43,9 @@ export class TokenCache {
   }
 
   set(key: TokenKey, token: string, expiresInS: number, receivedAt = this.now()): void {
+    // A kept client lives as long as its process: expired tokens of other scopes go as new ones come.
+    const now = this.now();
+    for (const [id, entry] of this.entries) if (now >= entry.refreshAt) this.entries.delete(id);
     const lifetimeMs = Math.max(0, expiresInS) * 1000;
     const margin = Math.min(10_000, lifetimeMs * 0.1);
     this.entries.set(tokenKeyId(key), { key, token, refreshAt: receivedAt + lifetimeMs - margin });
