@@ -14,6 +14,12 @@ import { registerNode } from './commands/node.js';
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
+// `clip --help | head`: a reader that goes away early is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? 0);
+});
+
 const program = new Command()
   .name('clip')
   .description('Lazily mounted OCI images and .clip archives')

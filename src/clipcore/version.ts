@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { packageFile } from './package-root.js';
 
-/** The package version, read once from package.json (two levels above dist/src/clipcore). */
+/** The package version, read once from package.json. */
 export const CLIP_VERSION: string = (() => {
-  const url = new URL('../../../package.json', import.meta.url);
-  const parsed = JSON.parse(readFileSync(url, 'utf8')) as { version?: string };
+  const parsed = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version?: string };
   return parsed.version ?? '0.0.0';
 })();
 

@@ -7,10 +7,10 @@
 import { connect } from 'node:net';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { ClipError } from '../clipcore/index.js';
+import { packageFile } from '../clipcore/package-root.js';
 import { toGrpcError } from './errors.js';
 import type { Logger } from './log.js';
 import type {
@@ -34,8 +34,7 @@ import type {
   VolumeIdRequest,
 } from './types.js';
 
-/** proto/csi.proto at the package root (this file runs as dist/src/csi/server.js). */
-export const CSI_PROTO_PATH = fileURLToPath(new URL('../../../proto/csi.proto', import.meta.url));
+export const CSI_PROTO_PATH = packageFile('proto/csi.proto');
 
 /** The options every CSI peer (this server, the tests' kubelet stand-in) loads csi.proto with. */
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
