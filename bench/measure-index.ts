@@ -41,12 +41,32 @@ async function timeIndex(ctx: BenchContext, indexer: Indexer, proxiedRef: string
 /** `clip index` in a new process, started by bash as a user would: Node's start, module loading and cold workers included. */
 async function timeCliIndex(ctx: BenchContext, shell: ShellTimer, proxiedRef: string): Promise<number> {
   const outputPath = join(ctx.workDir, `cli-index-${process.hrtime.bigint()}.clip`);
-  const ms = await shell.time([process.execPath, CLIP_BIN, 'index', registryRef(ctx, proxiedRef), '-o', outputPath].map(quote).join(' '));
+  const ms = await shell.time(`${FRESH_NODE} ${[CLIP_BIN, 'index', registryRef(ctx, proxiedRef), '-o', outputPath].map(quote).join(' ')}`);
   await rm(outputPath, { force: true });
   return ms;
 }
 
+/** What starting Node.js alone costs here (`node -e 0`), as the cold rows start it, and with the machine's environment. */
+async function nodeStartNote(shell: ShellTimer, runs: number): Promise<string> {
+  const fresh: number[] = [];
+  const asIs: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    fresh.push(await shell.time(`${FRESH_NODE} -e 0`));
+    asIs.push(await shell.time(`${quote(process.execPath)} -e 0`));
+  }
+  const median = (ms: number[]): string => `${num(summarize(ms.map(seconds), 's').p50)} s`;
+  const machine = process.env.NODE_EXTRA_CA_CERTS ? `; with this machine's NODE_EXTRA_CA_CERTS, left out here, ${median(asIs)}` : '';
+  return `Node.js's own start (node -e 0) ${median(fresh)}${machine}`;
+}
+
 const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * Fresh Node.js processes run without NODE_EXTRA_CA_CERTS. This machine's environment points it at
+ * the system CA bundle, which makes every Node.js start parse it (about 45 ms here) whatever the
+ * program: a cost of the machine's set-up, not of clip, reported beside the rows that start Node.
+ */
+const FRESH_NODE = `NODE_EXTRA_CA_CERTS= ${quote(process.execPath)}`;
 
 /** `gzip -dc | tar -t` of each blob, `parallel` pipelines at once, timed by bash itself. */
 function timeBaseline(shell: ShellTimer, blobs: readonly string[], parallel: number): Promise<number> {
@@ -127,6 +147,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
   const cores = availableParallelism();
   const cliCases = [...(largest ? [{ name: `layer ${largest.layer.name}`, ref: largest.ref, blobs: [largest.layer.blobPath], parallel: 1 }] : []),
     { name: 'image debian', ref: ctx.debian.ref, blobs: ctx.debian.image.layers.map((l) => l.blobPath), parallel: cores }];
+  const nodeStart = await nodeStartNote(shell, options.runs);
   for (const { name, ref, blobs, parallel } of cliCases) {
     const times = await paired(options.runs, () => timeCliIndex(ctx, shell, ref), () => timeBaseline(shell, blobs, parallel));
     const clip = summarize(times.clip.map(seconds), 's');
@@ -136,7 +157,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
       clip: samples(clip),
       comparison: { label: `${baselineLabel}, ${parallel} at once`, figure: samples(summarize(times.baseline.map(seconds), 's')) },
       ratio: pairedRatio(times.clip, times.baseline),
-      note: 'includes Node.js start (~0.15 s here), loading the indexing code in the process and its worker, and cold JIT',
+      note: `includes ${nodeStart}, loading the indexing code, and cold JIT and memory`,
     });
   }
   const image = ctx.debian.image;

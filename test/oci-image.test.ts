@@ -207,6 +207,15 @@ describe('an image with every edge case across layers', () => {
     }
   });
 
+  test('indexing on the calling thread too (as clip index does) writes the same archive, byte for byte', async () => {
+    // Alone (concurrency 1), then beside a worker that takes the layers the calling thread has not.
+    for (const concurrency of [1, 2]) {
+      const outputPath = join(work, 'edge', `calling-thread-${concurrency}.clip`);
+      await createFromOCIImage({ imageRef: `${registry.host}/edge/img:oci`, outputPath, checkpointMiB: 1, concurrency, useCallingThread: true });
+      assert.ok((await readFile(outputPath)).equals(await readFile(ociArchive)), `concurrency ${concurrency}`);
+    }
+  });
+
   test('a FUSE mount matches the image unpacked by skopeo + umoci', async () => {
     const mountPoint = join(work, 'edge-docker-mnt');
     const devices = ['dev/null', 'dev/loop7'];
@@ -807,6 +816,20 @@ describe('bad input: a clear error, and nothing at the output path', () => {
       await cliFailure('flip-gzip', `${proxy.host}/bad/base:v1`, 'DIGEST_MISMATCH');
     } finally {
       proxy.clearFaults();
+    }
+  });
+
+  test('a layer that fails on the calling thread, or in the worker beside it: the same error, nothing written', async () => {
+    for (const layer of [0, 1]) {
+      proxy.addFault({ kind: 'flip', offset: 300_000 }, { match: blobGet(layer), times: 1_000 });
+      try {
+        const dir = await outputDir(`calling-thread-flip-${layer}`);
+        const indexing = createFromOCIImage({ imageRef: `${proxy.host}/bad/base:v1`, outputPath: join(dir, 'out.clip'), registry: fastFail, concurrency: 2, useCallingThread: true });
+        await expectClipError(indexing, 'DIGEST_MISMATCH', new RegExp(digestOf(layer)));
+        await assertEmptyDir(dir);
+      } finally {
+        proxy.clearFaults();
+      }
     }
   });
 

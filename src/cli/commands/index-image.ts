@@ -28,8 +28,6 @@ export function registerIndex(program: Command): void {
     if (flags.output === undefined && flags.upload === undefined) {
       command.error('error: say where the .clip goes: -o <file.clip>, --upload <s3://bucket/key>, or both', { exitCode: 2 });
     }
-    // An index worker loads its code (about 0.1 s) while this thread loads the indexing modules.
-    (await import('../../clipcore/image/layer-pool.js')).warmWorkers(1);
     const target = flags.upload === undefined ? undefined : parseS3Url(flags.upload);
     const { auth, ...registry } = await registryOptionsFrom(flags);
     const progress = new ProgressLine();
@@ -38,6 +36,8 @@ export function registerIndex(program: Command): void {
       platform: flags.platform,
       checkpointMiB: flags.checkpointMib,
       concurrency: flags.concurrency,
+      // This process does nothing else: its own thread indexes too (a one-layer image needs no worker).
+      useCallingThread: true,
       auth,
       registry,
       onProgress: ({ layersDone, layers, bytesDone, bytes }: IndexProgress) =>

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ClipError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
-import type { LayerJob } from './index-layer.js';
+import { indexLayer, type LayerJob } from './index-layer.js';
 import type { PackedLayerIndex } from './layer-index-codec.js';
 import type { WorkerMessage, WorkerRequest } from './layer-worker.js';
 
@@ -61,11 +61,16 @@ function returnWorker(worker: Worker): void {
  * returns each layer's index. Entries reach `onEntries` in tar order within each layer, all of a
  * layer's before its `onLayerDone`. The first failure, a callback's included, stops the
  * remaining work and is reported with its code.
+ *
+ * With `useCallingThread`, one of the lanes is the calling thread itself: it takes the first
+ * layer at once, and workers start only for the layers left to the other lanes, so a one-layer
+ * image needs no worker at all (booting one costs about 0.1 s of CPU, and its memory).
  */
 export async function indexLayersInParallel(
   jobs: readonly LayerJob[],
   options: {
     concurrency?: number;
+    useCallingThread?: boolean;
     onBytes?: (layer: number, bytes: number) => void;
     onEntries?: (layer: number, entries: LayerEntry[]) => void;
     /** Called as each layer finishes (progress displays count finished layers). */
@@ -78,48 +83,8 @@ export async function indexLayersInParallel(
   let next = 0;
   let failed = false;
 
-  /** One worker per lane, fed one layer at a time until no layer is left. */
-  const lane = async (): Promise<void> => {
-    const worker = takeWorker();
-    workers.push(worker);
-    const runOne = (layer: number): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const onMessage = (message: WorkerMessage): void => {
-          try {
-            if (message.type === 'progress') options.onBytes?.(layer, message.bytes);
-            else if (message.type === 'entries') options.onEntries?.(layer, message.entries);
-            else if (message.type === 'result') {
-              cleanup();
-              results[layer] = message.index;
-              options.onLayerDone?.(layer);
-              resolve();
-            } else {
-              cleanup();
-              reject(new ClipError(message.code ?? 'IO', message.message));
-            }
-          } catch (err) {
-            cleanup();
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        };
-        const onError = (err: Error): void => {
-          cleanup();
-          reject(new ClipError('IO', `indexing layer ${layer} crashed: ${err.message}`, { cause: err }));
-        };
-        const onExit = (): void => {
-          cleanup();
-          reject(new ClipError('IO', `indexing layer ${layer} stopped unexpectedly`));
-        };
-        const cleanup = (): void => {
-          worker.off('message', onMessage);
-          worker.off('error', onError);
-          worker.off('exit', onExit);
-        };
-        worker.on('message', onMessage);
-        worker.on('error', onError);
-        worker.on('exit', onExit);
-        worker.postMessage({ layer, job: jobs[layer] } satisfies WorkerRequest);
-      });
+  /** Runs `runOne` on layer after layer until none is left or a lane has failed. */
+  const drain = async (runOne: (layer: number) => Promise<void>): Promise<void> => {
     while (!failed && next < jobs.length) {
       const layer = next++;
       try {
@@ -131,8 +96,41 @@ export async function indexLayersInParallel(
       }
     }
   };
+
+  const finish = (layer: number, index: PackedLayerIndex): void => {
+    results[layer] = index;
+    options.onLayerDone?.(layer);
+  };
+
+  const callingThreadLane = (): Promise<void> =>
+    drain(async (layer) => {
+      const index = await indexLayer(jobs[layer] as LayerJob, {
+        onBytes: (bytes) => {
+          // Workers are terminated when another lane fails; this lane stops at its next chunk.
+          if (failed) throw new ClipError('IO', 'stopped: another layer failed');
+          options.onBytes?.(layer, bytes);
+        },
+        onEntries: (entries) => options.onEntries?.(layer, entries),
+      });
+      finish(layer, index);
+    });
+
+  /** One worker per lane, started with the lane's first layer. */
+  const workerLane = (): Promise<void> => {
+    let worker: Worker | undefined;
+    return drain(async (layer) => {
+      if (worker === undefined) {
+        worker = takeWorker();
+        workers.push(worker);
+      }
+      finish(layer, await runInWorker(worker, layer, jobs[layer] as LayerJob, options));
+    });
+  };
+
+  // The calling thread's lane starts first, so that it takes the first layer.
+  const lanes = Array.from({ length: concurrency }, (_, i) => (i === 0 && options.useCallingThread ? callingThreadLane() : workerLane()));
   try {
-    await Promise.all(Array.from({ length: concurrency }, lane));
+    await Promise.all(lanes);
   } catch (err) {
     // Other lanes may still be mid-layer: stop them rather than wait for work nobody will use.
     await Promise.all(workers.map((worker) => worker.terminate()));
@@ -140,6 +138,50 @@ export async function indexLayersInParallel(
   }
   workers.forEach(returnWorker);
   return results;
+}
+
+/** Indexes one layer in `worker`, relaying its progress and entries as they come. */
+function runInWorker(
+  worker: Worker,
+  layer: number,
+  job: LayerJob,
+  callbacks: { onBytes?: (layer: number, bytes: number) => void; onEntries?: (layer: number, entries: LayerEntry[]) => void },
+): Promise<PackedLayerIndex> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: WorkerMessage): void => {
+      try {
+        if (message.type === 'progress') callbacks.onBytes?.(layer, message.bytes);
+        else if (message.type === 'entries') callbacks.onEntries?.(layer, message.entries);
+        else if (message.type === 'result') {
+          cleanup();
+          resolve(message.index);
+        } else {
+          cleanup();
+          reject(new ClipError(message.code ?? 'IO', message.message));
+        }
+      } catch (err) {
+        cleanup();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(new ClipError('IO', `indexing layer ${layer} crashed: ${err.message}`, { cause: err }));
+    };
+    const onExit = (): void => {
+      cleanup();
+      reject(new ClipError('IO', `indexing layer ${layer} stopped unexpectedly`));
+    };
+    const cleanup = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+    worker.postMessage({ layer, job } satisfies WorkerRequest);
+  });
 }
 
 /** The number of layers indexed at once: the caller's, checked, or one per core. */
