@@ -41,7 +41,7 @@ async function timeIndex(ctx: BenchContext, indexer: Indexer, proxiedRef: string
 /** `clip index` in a new process, started by bash as a user would: Node's start, module loading and cold workers included. */
 async function timeCliIndex(ctx: BenchContext, shell: ShellTimer, proxiedRef: string): Promise<number> {
   const outputPath = join(ctx.workDir, `cli-index-${process.hrtime.bigint()}.clip`);
-  const ms = await shell.time(`${FRESH_NODE} ${[CLIP_BIN, 'index', registryRef(ctx, proxiedRef), '-o', outputPath].map(quote).join(' ')}`);
+  const ms = await shell.time(`${FRESH_NODE_ENV} ${[CLIP_BIN, 'index', registryRef(ctx, proxiedRef), '-o', outputPath].map(quote).join(' ')}`);
   await rm(outputPath, { force: true });
   return ms;
 }
@@ -51,8 +51,8 @@ async function nodeStartNote(shell: ShellTimer, runs: number): Promise<string> {
   const fresh: number[] = [];
   const asIs: number[] = [];
   for (let run = 0; run < runs; run++) {
-    fresh.push(await shell.time(`${FRESH_NODE} -e 0`));
-    asIs.push(await shell.time(`${quote(process.execPath)} -e 0`));
+    fresh.push(await shell.time(`${FRESH_NODE_ENV} node -e 0`));
+    asIs.push(await shell.time('node -e 0'));
   }
   const median = (ms: number[]): string => `${num(summarize(ms.map(seconds), 's').p50)} s`;
   const machine = process.env.NODE_EXTRA_CA_CERTS ? `; with this machine's NODE_EXTRA_CA_CERTS, left out here, ${median(asIs)}` : '';
@@ -66,7 +66,7 @@ const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
  * the system CA bundle, which makes every Node.js start parse it (about 45 ms here) whatever the
  * program: a cost of the machine's set-up, not of clip, reported beside the rows that start Node.
  */
-const FRESH_NODE = `NODE_EXTRA_CA_CERTS= ${quote(process.execPath)}`;
+const FRESH_NODE_ENV = 'NODE_EXTRA_CA_CERTS=';
 
 /** `gzip -dc | tar -t` of each blob, `parallel` pipelines at once, timed by bash itself. */
 function timeBaseline(shell: ShellTimer, blobs: readonly string[], parallel: number): Promise<number> {

@@ -28,7 +28,7 @@ const IMAGES = 10;
 const FILES_READ_PER_IMAGE = 20;
 
 export async function nodePluginAvailability(): Promise<{ available: true } | { available: false; reason: string }> {
-  const help = await exec(process.execPath, [CLIP_BIN, '--help']).catch((err: Error) => ({ code: -1, stderr: err.message, stdout: '' }));
+  const help = await exec(CLIP_BIN, ['--help']).catch((err: Error) => ({ code: -1, stderr: err.message, stdout: '' }));
   if (help.code !== 0 || !/^\s+node\b/m.test(help.stdout)) {
     return { available: false, reason: `\`clip node\` is not in this build (clip --help lists no node command)` };
   }

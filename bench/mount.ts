@@ -13,7 +13,7 @@ export interface ClipMount {
 }
 
 export function startMount(archive: string, mountPoint: string, extraArgs: readonly string[] = [], timeoutMs = 60_000): Promise<ClipMount> {
-  const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(CLIP_BIN, ['mount', archive, mountPoint, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const mount: ClipMount = {
     child,
@@ -52,6 +52,6 @@ export async function residentBytes(pid: number): Promise<number> {
 
 /** Whether this build's `clip mount` has a disk cache (`--cache-dir`), as the node plugin uses. */
 export async function mountHasDiskCache(): Promise<boolean> {
-  const help = await exec(process.execPath, [CLIP_BIN, 'mount', '--help']).catch(() => undefined);
+  const help = await exec(CLIP_BIN, ['mount', '--help']).catch(() => undefined);
   return help?.stdout.includes('--cache-dir') ?? false;
 }

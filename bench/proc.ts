@@ -2,8 +2,8 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-/** dist/bundle/clip.js: the built `clip` command (what package.json's bin runs). */
-export const CLIP_BIN = fileURLToPath(new URL('../bundle/clip.js', import.meta.url));
+/** bin/clip: the `clip` command as installed (package.json's bin), running the built bundle. */
+export const CLIP_BIN = fileURLToPath(new URL('../../bin/clip', import.meta.url));
 
 export interface Finished {
   code: number | null;

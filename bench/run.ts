@@ -1,7 +1,7 @@
 /**
  * Entry point of `npm run bench`. Other engineers rebuild dist/ while a bench runs (npm test
  * builds first), and worker threads and child processes load modules long after the start: so
- * the bench runs from a private copy of dist/ (with package.json, proto/, the zlib addon and a
+ * the bench runs from a private copy of dist/ (with package.json, bin/, proto/, the zlib addon and a
  * link to node_modules), made right after the build, and removed at the end. Cache and results still go to
  * this checkout's bench/.cache and bench/results.
  */
@@ -21,6 +21,7 @@ if (process.env['CLIP_BENCH_REPO'] !== undefined) {
   try {
     await cp(join(repo, 'dist'), join(snapshot, 'dist'), { recursive: true });
     await cp(join(repo, 'package.json'), join(snapshot, 'package.json'));
+    await cp(join(repo, 'bin'), join(snapshot, 'bin'), { recursive: true });
     await cp(join(repo, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
     // Without it the copy would silently inflate with pako (the machine section names the backend).
     const addon = join('native', 'build', 'Release', 'clip_zlib.node');

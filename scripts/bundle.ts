@@ -11,7 +11,7 @@
  * demand as before; npm packages are not bundled. The worker must be an entry of its own, named
  * `layer-worker.js` next to the code that starts it (`new URL('./layer-worker.js', import.meta.url)`).
  */
-import { chmod, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const OUT_DIR = 'dist/bundle';
@@ -38,4 +38,3 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-await chmod(`${OUT_DIR}/clip.js`, 0o755);

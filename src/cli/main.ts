@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 // Light imports only: each command loads the modules it runs on when it runs, so that
 // `clip --help` or `clip index` does not pay for FUSE, gRPC and the S3 SDK (about 0.3 s).

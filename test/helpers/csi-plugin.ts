@@ -42,7 +42,6 @@ export async function startPlugin(dir: string, extraArgs: readonly string[] = []
   const socketPath = join(dir, 'csi.sock');
   const stateDir = options.stateDir ?? join(dir, 'state');
   const args = [
-    CLIP_BIN,
     'node',
     '--endpoint',
     `unix://${socketPath}`,
@@ -56,7 +55,7 @@ export async function startPlugin(dir: string, extraArgs: readonly string[] = []
     '127.0.0.1:0',
     ...extraArgs,
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env } });
+  const child = spawn(CLIP_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env } });
   let raw = '';
   let partial = '';
   const lines: LogLine[] = [];

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-/** dist/bundle/clip.js, the built `clip` command (what package.json's bin runs). */
-export const CLIP_BIN = fileURLToPath(new URL('../../bundle/clip.js', import.meta.url));
+/** bin/clip, the `clip` command as installed (package.json's bin): it runs the built bundle. */
+export const CLIP_BIN = fileURLToPath(new URL('../../../bin/clip', import.meta.url));
 export const SNAPSHOT_BIN = fileURLToPath(new URL('./snapshot-tree.js', import.meta.url));
 
 export interface RunResult {
@@ -43,7 +43,7 @@ export function run(command: string, args: string[], options: RunOptions = {}): 
 }
 
 export function runClip(args: string[], options?: RunOptions): Promise<RunResult> {
-  return run(process.execPath, [CLIP_BIN, ...args], options);
+  return run(CLIP_BIN, args, options);
 }
 
 /**
@@ -67,7 +67,7 @@ export function startClipMount(
   options: { args?: string[]; env?: NodeJS.ProcessEnv; input?: string } = {},
 ): Promise<ClipMount> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLIP_BIN, 'mount', archive, mountPoint, ...(options.args ?? [])], {
+    const child = spawn(CLIP_BIN, ['mount', archive, mountPoint, ...(options.args ?? [])], {
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(options.env && { env: options.env }),
     });
