@@ -8,8 +8,8 @@
  *
  * The bundle is made from tsc's output, so it runs exactly the code the tests import. Modules the
  * command loads only when it needs them (FUSE, gRPC, the S3 SDK) stay separate chunks, loaded on
- * demand as before; npm packages are not bundled. The worker must be an entry of its own, named
- * `layer-worker.js` next to the code that starts it (`new URL('./layer-worker.js', import.meta.url)`).
+ * demand as before. The worker must be an entry of its own, named `layer-worker.js` next to the
+ * code that starts it (`new URL('./layer-worker.js', import.meta.url)`). bin/clip runs the bundle.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { build } from 'esbuild';
