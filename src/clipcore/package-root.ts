@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
  * answer whether the code runs as compiled modules (dist/src/...) or from the bundle
  * (dist/bundle/, see scripts/bundle.ts), which sit at different depths.
  */
-export const PACKAGE_ROOT: string = (() => {
+const PACKAGE_ROOT: string = (() => {
   const start = dirname(fileURLToPath(import.meta.url));
   for (let dir = start; ; dir = dirname(dir)) {
     if (existsSync(join(dir, 'package.json'))) return dir;

@@ -56,7 +56,7 @@ function isNativeModule(value: unknown): value is NativeModule {
   return typeof value === 'object' && value !== null && 'RawInflate' in value && typeof value.RawInflate === 'function';
 }
 
-/** The addon, or why it is not used. dist/src/clipcore/compression -> the package root is 4 up. */
+/** The addon, or why it is not used. */
 function loadNative(): NativeModule | string {
   if (process.env['CLIP_INFLATE'] === 'pako') return 'CLIP_INFLATE=pako';
   try {
