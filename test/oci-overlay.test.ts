@@ -4,7 +4,7 @@ import { ClipError } from '../src/clipcore/errors.js';
 import type { LayerEntry } from '../src/clipcore/oci/layer-entry.js';
 import type { Toc } from '../src/clipcore/archive/model.js';
 import { IncrementalMerge } from '../src/clipcore/oci/incremental-merge.js';
-import { mergeLayers as mergeWhole, OverlayMerger } from '../src/clipcore/oci/overlay.js';
+import { OverlayMerger } from '../src/clipcore/oci/overlay.js';
 import {
   assertTree, dir, file, fileAt, hardlink, IMPLICIT_DIR, opaque, special, symlink, whiteout,
 } from './helpers/oci-entries.js';
@@ -44,8 +44,15 @@ function mergeIncrementally(layers: readonly (readonly LayerEntry[])[], batch: n
   return merge.build();
 }
 
+/** The reference: each whole layer applied in turn, bottom first. */
+function mergeWhole(layers: readonly (readonly LayerEntry[])[]): Toc {
+  const merger = new OverlayMerger();
+  for (const entries of layers) merger.addLayer(entries);
+  return merger.build();
+}
+
 /**
- * mergeLayers, checked against IncrementalMerge fed the same layers in pieces and in other
+ * mergeWhole, checked against IncrementalMerge fed the same layers in pieces and in other
  * orders: both must give the same Toc, or fail with the same error.
  */
 function mergeLayers(layers: readonly (readonly LayerEntry[])[]): Toc {

@@ -4,7 +4,7 @@ import { OverlayMerger } from './overlay.js';
 
 /**
  * Merges layers whose entries arrive in pieces while the layers are indexed in parallel, to the
- * same Toc as mergeLayers. The bottom layer is applied as its entries arrive, so that most of
+ * same Toc as OverlayMerger given each whole layer in turn. The bottom layer is applied as its entries arrive, so that most of
  * the merge of a one-layer image overlaps its indexing. A layer above is applied once it and
  * every layer below it are complete: its whiteouts must act before its entries, and they may
  * come last in its tar.

@@ -118,13 +118,6 @@ export class OverlayMerger {
   }
 }
 
-/** Merges whole layers, bottom first. */
-export function mergeLayers(layers: Iterable<readonly LayerEntry[]>): Toc {
-  const merger = new OverlayMerger();
-  for (const entries of layers) merger.addLayer(entries);
-  return merger.build();
-}
-
 function parentParts(path: string): string[] {
   const parts = path.split('/');
   parts.pop();
