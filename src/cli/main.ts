@@ -34,17 +34,22 @@ registerMount(program);
 registerNode(program);
 for (const command of program.commands) command.exitOverride();
 
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  if (err instanceof CommanderError) {
-    // Help and version also arrive here, with exit code 0.
-    process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
-  } else {
-    const debug = program.opts<{ debug?: boolean }>().debug || process.argv.includes('--debug');
-    const code = isClipError(err) ? ` [${err.code}]` : '';
-    process.stderr.write(`clip: ${describeError(err)}${code}\n`);
-    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = EXIT_FAILURE;
+// No top-level await: the bundle bin/clip runs is CommonJS (scripts/bundle.ts).
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version also arrive here, with exit code 0.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+    } else {
+      const debug = program.opts<{ debug?: boolean }>().debug || process.argv.includes('--debug');
+      const code = isClipError(err) ? ` [${err.code}]` : '';
+      process.stderr.write(`clip: ${describeError(err)}${code}\n`);
+      if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+      process.exitCode = EXIT_FAILURE;
+    }
   }
 }
+
+void main();
