@@ -9,6 +9,7 @@ import { pushImage, pushImageDetailed, pushIndex, readAll, type PushedImage } fr
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { buildTarLayer, patternContent } from './harness/tar-layer.js';
 import { freePort } from './harness/free-port.js';
+import { recordSecureContexts, trustsNothing } from './harness/secure-contexts.js';
 import { startTcpTap } from './harness/tcp-tap.js';
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -214,6 +215,18 @@ describe('RegistryClient against docker-registry', () => {
       assert.equal((await plain.resolveManifest(`${registry.host}/test/app:v1`)).digest, image.digest);
     } finally {
       plain.close();
+    }
+  });
+
+  it('finds that a loopback registry speaks plain HTTP without loading the trusted CAs', async () => {
+    // It is asked whether it speaks TLS with a context that trusts nothing; a TLS peer would then
+    // get a verified HTTPS request (the TLS tests of registry-auth.test.ts).
+    const fresh = new RegistryClient({});
+    try {
+      const made = await recordSecureContexts(async () => assert.equal((await fresh.resolveManifest(`${registry.host}/test/app:v1`)).digest, image.digest));
+      assert.deepEqual(made.filter((options) => !trustsNothing(options)), []);
+    } finally {
+      fresh.close();
     }
   });
 

@@ -8,7 +8,7 @@ import { ClipError } from '../errors.js';
 import type { Authenticator } from './authenticator.js';
 import { classifyNetError, isRetryableNetError, netErrorToClipError } from './net-errors.js';
 import { backoffDelay, isRetryableStatus, parseRetryAfter, sleep, type RetryPolicy } from './retry.js';
-import type { SchemePolicy } from './scheme.js';
+import type { Scheme, SchemePolicy } from './scheme.js';
 import type { PlainRequest } from './token-fetcher.js';
 import { discard, type IncomingResponse, type Transport } from './transport.js';
 
@@ -37,6 +37,8 @@ export interface Answer {
 const MAX_AUTH_ROUNDS = 2;
 
 export class Requester {
+  private readonly tlsProbes = new Map<string, Promise<Scheme>>();
+
   constructor(
     private readonly transport: Transport,
     private readonly schemes: SchemePolicy,
@@ -91,23 +93,34 @@ export class Requester {
     }
   }
 
-  /** HTTPS first; plain HTTP only where allowed and only when the peer does not speak TLS. */
   private async toRegistry(req: RegistryRequest, headers: Record<string, string>): Promise<IncomingResponse> {
-    const scheme = this.schemes.schemeFor(req.registry);
-    const url = new URL(`${scheme}://${req.registry}${req.path}`);
-    try {
-      const res = await this.followRedirects(req.method ?? 'GET', url, headers);
-      // Remembered although it is the default, so that a session carries it: a kept worker client
-      // that learned plain HTTP for this address before (the registry has since moved) takes it in.
-      if (scheme === 'https') this.schemes.remember(req.registry, 'https');
-      return res;
-    } catch (err) {
-      if (scheme === 'https' && classifyNetError(err) === 'not-tls' && this.schemes.mayUsePlainHttp(req.registry)) {
-        this.schemes.remember(req.registry, 'http');
-        return this.followRedirects(req.method ?? 'GET', new URL(`http://${req.registry}${req.path}`), headers);
-      }
-      throw err;
+    const scheme = await this.schemeFor(req.registry);
+    const res = await this.followRedirects(req.method ?? 'GET', new URL(`${scheme}://${req.registry}${req.path}`), headers);
+    // Remembered although it is the default, so that a session carries it: a kept worker client
+    // that learned plain HTTP for this address before (the registry has since moved) takes it in.
+    this.schemes.remember(req.registry, scheme);
+    return res;
+  }
+
+  /**
+   * HTTPS, unless configured or learned otherwise. A registry allowed plain HTTP is first asked
+   * whether it speaks TLS at all (once, however many requests are waiting): only if it does not is
+   * it spoken to over plain HTTP. Certificate errors never downgrade.
+   */
+  private async schemeFor(registry: string): Promise<Scheme> {
+    if (this.schemes.hasLearned(registry) || !this.schemes.mayUsePlainHttp(registry)) return this.schemes.schemeFor(registry);
+    if (this.schemes.schemeFor(registry) === 'http') return 'http';
+    let probe = this.tlsProbes.get(registry);
+    if (probe === undefined) {
+      probe = this.transport
+        .speaksTls(registry, this.options.timeoutMs)
+        .then((tls): Scheme => (tls ? 'https' : 'http'))
+        .finally(() => this.tlsProbes.delete(registry));
+      this.tlsProbes.set(registry, probe);
     }
+    const scheme = await probe;
+    this.schemes.remember(registry, scheme);
+    return scheme;
   }
 
   private async followRedirects(method: string, start: URL, headers: Record<string, string>, body?: Buffer): Promise<IncomingResponse> {

@@ -1,6 +1,6 @@
 /**
  * Which scheme a registry is spoken to with. Like Docker: HTTPS always; registries on loopback or
- * listed in `insecureRegistries` try HTTPS first and fall back to plain HTTP only when the peer does
+ * listed in `insecureRegistries` use HTTPS if they speak TLS and plain HTTP only when the peer does
  * not speak TLS at all (certificate errors never downgrade). The choice is remembered per host.
  * An entry written `http://host:port` skips the HTTPS attempt for that registry.
  */
@@ -45,6 +45,10 @@ export class SchemePolicy {
     const learned = this.learned.get(host);
     if (learned !== undefined) return learned;
     return this.listed(this.forcedHttp, host) ? 'http' : 'https';
+  }
+
+  hasLearned(host: string): boolean {
+    return this.learned.has(host);
   }
 
   mayUsePlainHttp(host: string): boolean {

@@ -5,9 +5,10 @@
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { createSecureContext, rootCertificates } from 'node:tls';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { ClipError } from '../errors.js';
-import { RequestTimeoutError } from './net-errors.js';
+import { classifyNetError, RequestTimeoutError } from './net-errors.js';
 
 export interface OutgoingRequest {
   method: string;
@@ -82,10 +83,46 @@ export class Transport {
     });
   }
 
+  /**
+   * Whether `host` (`name:port`) completes a TLS handshake, for a registry allowed both HTTPS and
+   * plain HTTP: it decides the scheme, nothing more. No certificate is checked here, as requests
+   * check them; a peer that speaks TLS is spoken to with HTTPS, whatever its certificate.
+   */
+  speaksTls(host: string, timeoutMs: number): Promise<boolean> {
+    const { hostname, port } = new URL(`https://${host}`);
+    const name = hostname.replace(/^\[(.*)\]$/, '$1');
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({
+        host: name,
+        port: Number(port || 443),
+        ...(isIP(name) === 0 && { servername: name }),
+        secureContext: probeContext(),
+        rejectUnauthorized: false,
+      });
+      socket.setTimeout(timeoutMs, () => socket.destroy(new RequestTimeoutError(timeoutMs)));
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', (err) => (classifyNetError(err) === 'not-tls' ? resolve(false) : reject(err)));
+    });
+  }
+
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgentMade?.destroy();
   }
+}
+
+let probeContextMade: SecureContext | undefined;
+
+/**
+ * The context of `speaksTls`: it trusts no CA, so making it skips parsing Node's bundled roots
+ * (about 25 ms of CPU, once per process), which a plain-HTTP registry never needs.
+ */
+function probeContext(): SecureContext {
+  probeContextMade ??= createSecureContext({ ca: [] });
+  return probeContextMade;
 }
 
 /** Reads a whole body, refusing more than `limit` bytes (manifests and configs are small). */
