@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { access, mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { CLIP_VERSION } from '../src/clipcore/index.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
-import { runClip, startClipMount } from './helpers/processes.js';
+import { run, runClip, startClipMount } from './helpers/processes.js';
 
 describe('clip command line', () => {
   let work: string;
@@ -93,6 +94,23 @@ describe('clip command line', () => {
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(await fuseMountsUnder(work), []);
     }
+  });
+
+  test('mount ends when its mount is unmounted from outside', async () => {
+    const mountPoint = join(work, 'outside');
+    const mount = await startClipMount(archive, mountPoint);
+    try {
+      assert.equal(await readFile(join(mountPoint, 'a.txt'), 'utf8'), 'A\n');
+      assert.equal((await run('fusermount', ['-u', mountPoint])).code, 0);
+      // Not a timing check: without the watch the command would never end.
+      const result = await Promise.race([mount.exited, delay(30_000).then(() => undefined)]);
+      assert.ok(result, 'clip mount still runs after its mount was removed');
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /"unmountedElsewhere":true/);
+    } finally {
+      await mount.stop();
+    }
+    assert.deepEqual(await fuseMountsUnder(work), []);
   });
 
   test('mount cleans a stale mount left by a killed server', async () => {

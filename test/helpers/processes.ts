@@ -52,6 +52,8 @@ export function runClip(args: string[], options?: RunOptions): Promise<RunResult
  */
 export interface ClipMount {
   readonly child: ChildProcess;
+  /** The exit result, whenever the command ends. */
+  readonly exited: Promise<RunResult>;
   /** SIGTERM (if still running) and the exit result. */
   stop(): Promise<RunResult>;
 }
@@ -84,6 +86,7 @@ export function startClipMount(
         started = true;
         resolve({
           child,
+          exited: finished,
           stop: async () => {
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
             return finished;

@@ -14,7 +14,7 @@ interface CacheFlags {
 export function registerMount(program: Command): void {
   const command = program
     .command('mount')
-    .description('mount an archive read-only with FUSE; stays in the foreground until SIGINT or SIGTERM')
+    .description('mount an archive read-only with FUSE; stays in the foreground until SIGINT or SIGTERM, or until the mount is unmounted from outside')
     .argument('<file.clip>', 'archive to mount: a local file or s3://bucket/key (any storage mode)')
     .argument('<mountpoint>', 'directory to mount on (created if missing; a stale mount there is cleaned first)')
     .option('--fuse-debug', 'print libfuse debug output')
@@ -26,6 +26,7 @@ export function registerMount(program: Command): void {
     .action(async (file: string, mountPoint: string, options: RegistryFlags & S3Flags & CacheFlags) => {
       const registry = await registryOptionsFrom(options);
       const { mountArchive } = await import('../../clipcore/fuse/mount.js');
+      const { watchMount } = await import('../../clipcore/fuse/mount-table.js');
       const handle = await mountArchive({
         archive: file,
         mountPoint,
@@ -42,22 +43,32 @@ export function registerMount(program: Command): void {
       logJson('info', 'mounted', { archive: file, mountPoint: handle.mountPoint });
       await new Promise<void>((resolve) => {
         let stopping = false;
-        // Handlers stay installed: a second signal while unmounting must not kill the process
-        // before the mount is gone.
-        const stop = (signal: NodeJS.Signals): void => {
+        let stopWatching = (): void => undefined;
+        const stop = (reason: { signal: NodeJS.Signals } | { unmountedElsewhere: true }): void => {
           if (stopping) return;
           stopping = true;
-          logJson('info', 'unmounting', { mountPoint: handle.mountPoint, signal });
+          stopWatching();
+          logJson('info', 'unmounting', { mountPoint: handle.mountPoint, ...reason });
           handle.unmount().then(resolve, (err: Error) => {
             logJson('error', 'unmount failed', { mountPoint: handle.mountPoint, error: err.message });
             resolve();
           });
         };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
+        // Handlers stay installed: a second signal while unmounting must not kill the process
+        // before the mount is gone.
+        process.on('SIGINT', () => stop({ signal: 'SIGINT' }));
+        process.on('SIGTERM', () => stop({ signal: 'SIGTERM' }));
+        // `fusermount -u` or `umount` from outside ends the command too, as with other FUSE tools.
+        watchMount(handle.mountPoint, () => stop({ unmountedElsewhere: true })).then(
+          (cancel) => {
+            stopWatching = cancel;
+            if (stopping) cancel();
+          },
+          (err: Error) => logJson('warn', 'cannot watch the mount table', { mountPoint: handle.mountPoint, error: err.message }),
+        );
       });
       // fuse-native releases its native thread only when its own unmount succeeds; after a mount
-      // was removed from outside (fusermount -u) nothing else would let the process end.
+      // was removed from outside nothing else would let the process end.
       process.exit(process.exitCode ?? 0);
     });
 }

@@ -57,6 +57,29 @@ export async function isMountPoint(path: string): Promise<boolean> {
 }
 
 /**
+ * Calls `onGone` once, when the mount now on top at `path` leaves the mount table: unmounted by
+ * someone else (`fusermount -u`, `umount`). Polls every `intervalMs`, since Node.js cannot watch
+ * the mount table for changes. Returns a function that stops watching.
+ */
+export async function watchMount(path: string, onGone: () => void, intervalMs = 1000): Promise<() => void> {
+  const target = resolve(path);
+  const mine = (await readMountTable()).filter((mount) => mount.mountPoint === target).pop();
+  let watching = true;
+  const stop = (): void => {
+    watching = false;
+    clearInterval(timer);
+  };
+  const timer = setInterval(() => {
+    readMountTable().then((table) => {
+      if (!watching || table.some((mount) => mount.id === mine?.id)) return;
+      stop();
+      onGone();
+    }, () => undefined);
+  }, intervalMs);
+  return stop;
+}
+
+/**
  * Unmounts whatever is mounted at `path`, including a FUSE mount whose server died (which
  * answers ENOTCONN to everything). Lazy (-z / -l) so that busy mounts detach too.
  */
