@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { CreateFromOCIImageResult } from '../src/clipcore/index.js';
 import type { BenchContext, PushedBenchImage } from './context.js';
 import { startIndexer, type Indexer } from './indexer.js';
+import type { BenchOptions } from './options.js';
 import { startShellTimer, type ShellTimer } from './shell-timer.js';
 import { CLIP_BIN } from './proc.js';
 import { pairedRatio, samples, value } from './results.js';
@@ -81,6 +82,15 @@ function timeBaseline(shell: ShellTimer, blobs: readonly string[], parallel: num
  */
 function runsFor(runs: number, warmUpMs: number): number {
   return Math.max(runs, Math.min(15, Math.ceil(1000 / Math.max(1, warmUpMs))));
+}
+
+/**
+ * Paired runs for a fresh `clip index`: at least 7 (not in --quick). A fresh process varies more
+ * than a warm one (its start, page faults, JIT), and three runs left these rows' medians swinging
+ * by 0.1 between runs at the same load.
+ */
+function freshRuns(options: BenchOptions): number {
+  return options.quick ? options.runs : Math.max(options.runs, 7);
 }
 
 /** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
@@ -159,7 +169,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
     { name: 'image debian', ref: ctx.debian.ref, blobs: ctx.debian.image.layers.map((l) => l.blobPath), parallel: cores }];
   const nodeStart = await nodeStartNote(shell, options.runs);
   for (const { name, ref, blobs, parallel } of cliCases) {
-    const times = await paired(options.runs, () => timeCliIndex(ctx, shell, ref), () => timeBaseline(shell, blobs, parallel));
+    const times = await paired(freshRuns(options), () => timeCliIndex(ctx, shell, ref), () => timeBaseline(shell, blobs, parallel));
     const clip = summarize(times.clip.map(seconds), 's');
     results.add({
       section: INDEX,
