@@ -38,7 +38,7 @@ const hashOnce: ((data: Buffer) => Buffer) | null =
  * Buffer has a backing store of its own, about 250 bytes of memory for 32 bytes of digest, and a
  * layer's entries all live until the image is written (11,751 of them in golang-src).
  */
-const kept = (digest: Buffer): Buffer => Buffer.from(digest);
+const pooled = (digest: Buffer): Buffer => Buffer.from(digest);
 
 /** Most entries have no xattrs: they share one empty list. */
 const NO_XATTRS: readonly Xattr[] = Object.freeze([]);
@@ -141,11 +141,11 @@ export class TarEntryParser {
           i += take;
           state.remaining -= take;
           if (state.remaining === 0 && state.hash === null && hashOnce !== null) {
-            state.entry.sha256 = kept(hashOnce(piece));
+            state.entry.sha256 = pooled(hashOnce(piece));
           } else {
             state.hash ??= crypto.createHash('sha256');
             state.hash.update(piece);
-            if (state.remaining === 0) state.entry.sha256 = kept(state.hash.digest());
+            if (state.remaining === 0) state.entry.sha256 = pooled(state.hash.digest());
           }
           if (state.remaining === 0) {
             this.state = HEADER;
