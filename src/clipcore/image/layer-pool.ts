@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ClipError } from '../errors.js';
+import { releaseFreeMemory } from '../free-memory.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { indexLayer, type LayerJob } from './index-layer.js';
 import type { PackedLayerIndex } from './layer-index-codec.js';
@@ -15,8 +16,8 @@ export const IDLE_WORKER_MS = 10_000;
 
 /**
  * Workers between jobs, shared by every createFromOCIImage of the process. Idle workers are
- * unref'd so that they never keep the process alive, and are terminated after IDLE_WORKER_MS
- * (which also returns their memory).
+ * unref'd so that they never keep the process alive, and are terminated after IDLE_WORKER_MS,
+ * which also returns their memory: their heaps, and what malloc kept (releaseFreeMemory).
  */
 const idle: Worker[] = [];
 let idleTimer: NodeJS.Timeout | undefined;
@@ -52,7 +53,9 @@ function returnWorker(worker: Worker): void {
   idle.push(worker);
   clearTimeout(idleTimer);
   idleTimer = setTimeout(() => {
-    for (const w of idle.splice(0)) void w.terminate();
+    const ending = idle.splice(0).map((w) => w.terminate());
+    // What the workers freed stays in malloc's arenas, resident, until it is handed back.
+    void Promise.allSettled(ending).then(() => releaseFreeMemory());
   }, IDLE_WORKER_MS).unref();
 }
 
