@@ -4,6 +4,9 @@ import { mkdtemp, readFile, rm, writeFile, mkdir, link } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createArchive, mountArchive, type MountHandle } from '../src/clipcore/index.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
 import { run } from './helpers/processes.js';
@@ -70,6 +73,23 @@ describe('mountArchive', () => {
     }
     assert.deepEqual(await fuseMountsUnder(work), []);
     await handle.unmount(); // idempotent
+  });
+
+  test('an unmounted archive can be freed, although fuse-native keeps its Fuse instances', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const mountPoint = join(work, 'freed');
+    let handle: MountHandle | undefined = await mountArchive({ archive, mountPoint });
+    await handle.start();
+    assert.equal((await run('cat', [join(mountPoint, 'dir/small')])).stdout, 'small file\n');
+    const reader = new WeakRef(handle.reader);
+    await handle.unmount();
+    handle = undefined;
+    for (let i = 0; i < 20 && reader.deref() !== undefined; i++) {
+      await delay(50);
+      gc();
+    }
+    assert.equal(reader.deref(), undefined, 'the archive is still reachable after its unmount');
   });
 
   test('a damaged archive fails before anything is mounted', async () => {

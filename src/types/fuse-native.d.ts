@@ -84,6 +84,8 @@ declare module 'fuse-native' {
 
   export default class Fuse {
     constructor(mountPoint: string, operations: FuseOperations, options?: FuseOptions);
+    /** The operations; read again on every call, so they can be replaced. */
+    ops: FuseOperations;
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
     static unmount(mountPoint: string, cb: (err: Error | null) => void): void;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import Fuse from 'fuse-native';
+import Fuse, { type FuseOperations } from 'fuse-native';
 import { ClipError } from '../errors.js';
 import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.js';
 import type { ByteSource } from '../source/byte-source.js';
@@ -89,6 +89,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
         await new Promise<void>((resolvePromise) => fuse.unmount(() => resolvePromise()));
         // fuse-native reports success even when fusermount could not detach a busy mount.
         await forceUnmount(mountPoint);
+        fuse.ops = failingOperations(operations);
       }
       await reader.close();
     },
@@ -97,6 +98,18 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     },
   };
   return handle;
+}
+
+/**
+ * Operations that fail every call with EIO, for a Fuse instance once it is unmounted. fuse-native
+ * keeps every Fuse instance it mounted for the life of the process (its addon holds references it
+ * never deletes), and with it the operations, the archive and its caches: a node plugin mounting
+ * image after image kept every archive it had unmounted. A call can still come in after a lazy
+ * unmount, for files held open; it fails as it would on a closed archive.
+ */
+function failingOperations(operations: FuseOperations): FuseOperations {
+  const fail = (...args: unknown[]): void => (args[args.length - 1] as (code: number) => void)(Fuse.EIO);
+  return Object.fromEntries(Object.keys(operations).map((name) => [name, fail])) as FuseOperations;
 }
 
 async function prepareMountPoint(mountPoint: string): Promise<void> {
