@@ -18,6 +18,7 @@ export {
   type IndexProgress,
 } from './image/create-from-oci.js';
 export { inflateBackend, type InflateBackend } from './compression/index.js';
+export { releaseFreeMemory } from './free-memory.js';
 export { asImageMeta, type ImageMeta, type LayerMeta, type ImageConfigMeta } from './image/image-meta.js';
 export * from './registry/index.js';
 export * from './s3/index.js';

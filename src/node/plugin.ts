@@ -3,7 +3,7 @@
  * mounts it serves through FUSE in this very process, and the metrics/health HTTP endpoint.
  */
 import { resolve } from 'node:path';
-import { ClipMetrics, describeError, inflateBackend } from '../clipcore/index.js';
+import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory } from '../clipcore/index.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
@@ -44,6 +44,14 @@ export interface NodePlugin {
    */
   stop(): Promise<void>;
 }
+
+/**
+ * How often the plugin hands back to the system the memory malloc kept after it was freed.
+ * Indexing, reading and releasing images leave it in malloc's arenas, resident, until then (a
+ * plugin that indexed ten images and released them stayed at about 460 MiB). A call costs well
+ * under a millisecond.
+ */
+const RELEASE_FREE_MEMORY_MS = 15_000;
 
 export async function startNodePlugin(options: NodePluginOptions): Promise<NodePlugin> {
   const { log } = options;
@@ -99,6 +107,7 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
   const csi = server;
   const imageManager = images;
   let stopped: Promise<void> | undefined;
+  const memoryTimer = setInterval(() => releaseFreeMemory(), RELEASE_FREE_MEMORY_MS).unref();
   log('info', 'node plugin started', {
     driver: options.driverName,
     version: options.version,
@@ -118,6 +127,7 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     readiness,
     stop() {
       stopped ??= (async () => {
+        clearInterval(memoryTimer);
         await csi.stop();
         await imageManager.close();
         await health?.close();
