@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { access, mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { CLIP_VERSION } from '../src/clipcore/index.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
-import { run, runClip, startClipMount } from './helpers/processes.js';
+import { CLIP_BIN, run, runClip, startClipMount } from './helpers/processes.js';
 
 describe('clip command line', () => {
   let work: string;
@@ -38,6 +38,19 @@ describe('clip command line', () => {
     const createHelp = await runClip(['create', '--help']);
     assert.match(createHelp.stdout, /--output/);
     assert.match(createHelp.stdout, /--no-xattrs/);
+  });
+
+  test('runs through symbolic links, as npm links the command', async () => {
+    // node_modules/.bin/clip -> ../clip-csi/bin/clip, here with a second, relative link in front.
+    const bin = join(work, 'links', '.bin');
+    await mkdir(bin, { recursive: true });
+    await symlink(CLIP_BIN, join(bin, 'clip'));
+    await symlink('.bin/clip', join(work, 'links', 'clip'));
+    for (const command of [join(bin, 'clip'), join(work, 'links', 'clip')]) {
+      const result = await run(command, ['--version']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.trim(), CLIP_VERSION);
+    }
   });
 
   test('usage errors exit 2', async () => {
