@@ -26,7 +26,10 @@ import { pick, regularFiles } from './tree.js';
 const SECTION = '5. Node plugin';
 const IMAGES = 10;
 const FILES_READ_PER_IMAGE = 20;
-/** When the plugin's memory is measured again after the release: its idle index workers have ended (10 s) and its periodic release of freed memory (every 15 s) has run at least once. */
+/**
+ * When the plugin's memory is measured again after the release: by then its idle index workers
+ * have ended (10 s) and its periodic release of freed memory (every 15 s) has run at least once.
+ */
 const LATER_MS = 30_000;
 
 export async function nodePluginAvailability(): Promise<{ available: true } | { available: false; reason: string }> {
