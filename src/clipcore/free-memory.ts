@@ -1,15 +1,15 @@
-import { createRequire } from 'node:module';
-import { packageFile } from './package-root.js';
+import { loadAddon } from './native-addon.js';
 
 interface NativeMemory {
   releaseFreeMemory(): boolean;
 }
 
+/** The addon (native/clip_memory.c), or null where it is not built; loaded on first use. */
 let native: NativeMemory | null | undefined;
 
 function loadNative(): NativeMemory | null {
   try {
-    const loaded: unknown = createRequire(import.meta.url)(packageFile('native/build/Release/clip_memory.node'));
+    const loaded = loadAddon('clip_memory');
     const ok = typeof loaded === 'object' && loaded !== null && 'releaseFreeMemory' in loaded && typeof loaded.releaseFreeMemory === 'function';
     return ok ? (loaded as NativeMemory) : null;
   } catch {
@@ -23,6 +23,6 @@ function loadNative(): NativeMemory | null {
  * when nothing was returned, or where the addon is not built or the C library has no such call.
  */
 export function releaseFreeMemory(): boolean {
-  native ??= loadNative();
+  if (native === undefined) native = loadNative();
   return native?.releaseFreeMemory() ?? false;
 }

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import type * as Pako from 'pako';
 import { ClipError } from '../errors.js';
-import { packageFile } from '../package-root.js';
+import { loadAddon } from '../native-addon.js';
 import { inflatePrime, takeHeldBytes } from './pako-bits.js';
 
 export type InflateBackend = 'zlib' | 'pako';
@@ -60,7 +60,7 @@ function isNativeModule(value: unknown): value is NativeModule {
 function loadNative(): NativeModule | string {
   if (process.env['CLIP_INFLATE'] === 'pako') return 'CLIP_INFLATE=pako';
   try {
-    const loaded: unknown = createRequire(import.meta.url)(packageFile('native/build/Release/clip_zlib.node'));
+    const loaded = loadAddon('clip_zlib');
     return isNativeModule(loaded) ? loaded : 'native/build/Release/clip_zlib.node has an unexpected shape';
   } catch (err) {
     return err instanceof Error ? err.message : String(err);

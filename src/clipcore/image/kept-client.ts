@@ -3,8 +3,8 @@ import { RegistryClient, type RegistryClientOptions, type RegistrySession } from
 /**
  * One RegistryClient per thread (main thread and each layer worker), kept from one use to the next
  * while the options stay the same. A process that indexes image after image from one registry then
- * pays once, not per image and per layer, for the scheme probe (a failed TLS attempt on loopback or
- * insecure registries), the TCP and TLS handshakes and the token. Idle keep-alive sockets never keep
+ * pays once, not per image and per layer, for the scheme probe (a bare TLS handshake with loopback
+ * or insecure registries), the TCP and TLS handshakes and the token. Idle keep-alive sockets never keep
  * a process alive: Node's agent unrefs them while they wait in its pool.
  */
 export interface KeptClientLease {

@@ -1,0 +1,7 @@
+import { createRequire } from 'node:module';
+import { packageFile } from './package-root.js';
+
+/** One of our addons (native/, built by `npm run build:native`), by target name; throws if not built. */
+export function loadAddon(name: 'clip_zlib' | 'clip_memory'): unknown {
+  return createRequire(import.meta.url)(packageFile(`native/build/Release/${name}.node`));
+}
