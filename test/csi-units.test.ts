@@ -10,7 +10,7 @@ import type { NodePublishVolumeRequest } from '../src/csi/types.js';
 import { credentialsFromSecrets } from '../src/node/credentials.js';
 import { parseListenAddress } from '../src/node/http-server.js';
 import { KeyedLock } from '../src/node/keyed-lock.js';
-import { imageKeyOf } from '../src/node/state.js';
+import { imageKeyOf } from '../src/clipcore/index.js';
 import { parsePublishRequest } from '../src/node/volume-spec.js';
 
 describe('error mapping at the gRPC edge', () => {

@@ -34,3 +34,4 @@ export {
 } from './cache/index.js';
 export { ClipMetrics, METRICS, jsonLogger, silentLogger, type CacheTier, type ClipLogger, type LogLevel, type OriginKind } from './metrics/index.js';
 export { readMountTable, forceUnmount, type MountEntry } from './fuse/mount-table.js';
+export * from './index-store/index.js';

@@ -15,11 +15,11 @@ import {
   type MountArchiveOptions,
   type MountHandle,
   type RegistryClientOptions,
+  type S3IndexStore,
 } from '../clipcore/index.js';
 import type { Logger } from '../csi/log.js';
 import type { IndexSource, NodeMetrics } from './metrics.js';
 import { detachFuse } from './mount-utils.js';
-import type { S3IndexStore } from './s3-index.js';
 import type { StateDir } from './state.js';
 
 export interface ImageRequest {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
-import { describeError, RegistryClient, type Platform, type RegistryClientOptions } from '../clipcore/index.js';
+import { describeError, imageKeyOf, RegistryClient, type Platform, type RegistryClientOptions } from '../clipcore/index.js';
 import { alreadyExists, CsiError, invalidArgument, notFound } from '../csi/errors.js';
 import type { Logger } from '../csi/log.js';
 import type { CallContext, NodeService } from '../csi/server.js';
@@ -19,7 +19,7 @@ import { credentialsFromSecrets, type RegistryCredentials } from './credentials.
 import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest } from './images.js';
 import { KeyedLock } from './keyed-lock.js';
 import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, unmountAll, type MountEntry } from './mount-utils.js';
-import { imageKeyOf, RECORD_VERSION, StateDir, type PublishRecord } from './state.js';
+import { RECORD_VERSION, StateDir, type PublishRecord } from './state.js';
 import { parsePublishRequest, requirePath, requireVolumeId, type PublishSpec } from './volume-spec.js';
 
 export interface RegistrySettings {

@@ -3,7 +3,7 @@
  * mounts it serves through FUSE in this very process, and the metrics/health HTTP endpoint.
  */
 import { resolve } from 'node:path';
-import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory } from '../clipcore/index.js';
+import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
@@ -12,7 +12,7 @@ import { ImageManager } from './images.js';
 import { NodeMetrics } from './metrics.js';
 import { NodeVolumes, type RegistrySettings } from './node-volumes.js';
 import { checkReadiness } from './readiness.js';
-import { S3IndexStore, type S3IndexSettings } from './s3-index.js';
+
 import { StateDir } from './state.js';
 
 export interface NodePluginOptions {

@@ -157,8 +157,3 @@ function parseRecord(text: string): PublishRecord {
     pod: record.pod ?? {},
   };
 }
-
-/** `sha256:ab…` + `linux/arm64/v8` → `sha256-ab…-linux-arm64-v8`: safe in paths and overlay options. */
-export function imageKeyOf(digest: string, platform: string): string {
-  return `${digest.replace(':', '-')}-${platform.replaceAll('/', '-')}`.replace(/[^A-Za-z0-9._-]/g, '_');
-}
