@@ -2,15 +2,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import grpc from '@grpc/grpc-js';
-import { ClipError, type ClipErrorCode } from '../src/clipcore/index.js';
+import { ClipError, credentialsFromSecrets, imageKeyOf, type ClipErrorCode } from '../src/clipcore/index.js';
 import { CsiError, toGrpcError } from '../src/csi/errors.js';
 import { checkDriverName } from '../src/csi/identity.js';
 import { socketPathOf } from '../src/csi/server.js';
 import type { NodePublishVolumeRequest } from '../src/csi/types.js';
-import { credentialsFromSecrets } from '../src/node/credentials.js';
 import { parseListenAddress } from '../src/node/http-server.js';
 import { KeyedLock } from '../src/node/keyed-lock.js';
-import { imageKeyOf } from '../src/clipcore/index.js';
 import { parsePublishRequest } from '../src/node/volume-spec.js';
 
 describe('error mapping at the gRPC edge', () => {
@@ -67,9 +65,12 @@ describe('credentials from a nodePublishSecretRef', () => {
   it('rejects malformed secrets without echoing them', () => {
     assert.throws(
       () => credentialsFromSecrets({ '.dockerconfigjson': '{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}' }, 'r'),
-      (err: CsiError) => err.code === grpc.status.INVALID_ARGUMENT && !err.message.includes('bm9jb2xvbg'),
+      (err: ClipError) => err.code === 'INVALID_ARGUMENT' && !err.message.includes('bm9jb2xvbg'),
     );
-    assert.throws(() => credentialsFromSecrets({ '.dockerconfigjson': 'secret-text' }, 'r'), (err: CsiError) => !err.message.includes('secret-text'));
+    assert.throws(
+      () => credentialsFromSecrets({ '.dockerconfigjson': 'secret-text' }, 'r'),
+      (err: ClipError) => err.code === 'INVALID_ARGUMENT' && !err.message.includes('secret-text'),
+    );
   });
 });
 

@@ -10,12 +10,19 @@ import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
-import { describeError, imageKeyOf, RegistryClient, type Platform, type RegistryClientOptions } from '../clipcore/index.js';
+import {
+  credentialsFromSecrets,
+  describeError,
+  imageKeyOf,
+  RegistryClient,
+  type Platform,
+  type RegistryClientOptions,
+  type RegistryCredentials,
+} from '../clipcore/index.js';
 import { alreadyExists, CsiError, invalidArgument, notFound } from '../csi/errors.js';
 import type { Logger } from '../csi/log.js';
 import type { CallContext, NodeService } from '../csi/server.js';
 import type { NodeGetVolumeStatsResponse, NodePublishVolumeRequest, VolumeUsage } from '../csi/types.js';
-import { credentialsFromSecrets, type RegistryCredentials } from './credentials.js';
 import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest } from './images.js';
 import { KeyedLock } from './keyed-lock.js';
 import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, unmountAll, type MountEntry } from './mount-utils.js';

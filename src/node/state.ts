@@ -14,7 +14,7 @@ import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/prom
 import { join, resolve } from 'node:path';
 import { ClipError } from '../clipcore/index.js';
 import type { Logger } from '../csi/log.js';
-import type { RegistryCredentials } from './credentials.js';
+import type { RegistryCredentials } from '../clipcore/index.js';
 import type { PodInfo, PullPolicy } from './volume-spec.js';
 
 export const RECORD_VERSION = 1;

@@ -13,3 +13,4 @@ export { MediaTypes } from './media-types.js';
 export { validateDigest, digestOf } from './digest.js';
 export { RegistryBlobSource } from './blob-byte-source.js';
 export type { RepositoryLocation } from './registry-call.js';
+export { credentialsFromSecrets, registryKey, type RegistryCredentials } from './pull-secret.js';

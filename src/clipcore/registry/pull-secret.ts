@@ -1,11 +1,15 @@
 /**
- * Registry credentials handed over in a publish request's `secrets` (a nodePublishSecretRef):
- * a `kubernetes.io/dockerconfigjson` secret (key `.dockerconfigjson`), the legacy
+ * Registry credentials in the data of a Kubernetes pull secret, as the node plugin gets it in a
+ * publish request's `secrets` and the controller reads it from the API: a
+ * `kubernetes.io/dockerconfigjson` secret (key `.dockerconfigjson`), the legacy
  * `kubernetes.io/dockercfg` (key `.dockercfg`), or plain `username`/`password` keys. Whatever is
  * found is only ever passed to the registry client; messages name the key, never a value.
  */
-import { DOCKER_HUB_REGISTRY, type BasicCredentials, type TokenCredentials } from '../clipcore/index.js';
-import { invalidArgument } from '../csi/errors.js';
+import { ClipError } from '../errors.js';
+import type { BasicCredentials, TokenCredentials } from './credentials.js';
+import { DOCKER_HUB_REGISTRY } from './reference.js';
+
+const invalidArgument = (message: string): ClipError => new ClipError('INVALID_ARGUMENT', message);
 
 export type RegistryCredentials = BasicCredentials | TokenCredentials;
 
