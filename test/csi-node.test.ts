@@ -240,7 +240,7 @@ describe('clip node: image volumes over CSI', () => {
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ image: 'Not A Reference' }) }), INVALID_ARGUMENT, /volume_context\.image/);
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ pullPolicy: 'Sometimes' }) }), INVALID_ARGUMENT, /pullPolicy/);
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ platform: 'linux' }) }), INVALID_ARGUMENT, /platform/);
-    await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ imag: imageV1 }) }), INVALID_ARGUMENT, /volume_context\.imag /);
+    await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ imag: imageV1 }) }), INVALID_ARGUMENT, /volume_context\["imag"\] is not a known key/);
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ image: `${registry.host}/apps/demo:nope` }) }), NOT_FOUND, /nope/);
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ image: `${registry.host}/apps/missing:v1` }) }), NOT_FOUND);
     await expectGrpcError(csi.NodePublishVolume({ ...base(), volume_context: context({ image: '127.0.0.1:1/apps/demo:v1' }) }), UNAVAILABLE);

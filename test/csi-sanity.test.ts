@@ -164,6 +164,10 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
       await expectGrpcError(csi.NodeGetVolumeStats({ volume_id: 'x', volume_path: join(dir, 'nothing') }), grpc.status.NOT_FOUND);
     });
 
+    it('NodeGetVolumeStats: should fail when volume does not exist on the specified path (NOT_FOUND, the path relative as csi-sanity sends it)', async () => {
+      await expectGrpcError(csi.NodeGetVolumeStats({ volume_id: 'some-volume', volume_path: 'some/path' }), grpc.status.NOT_FOUND);
+    });
+
     it('NodePublishVolume: a target path that is a file is refused', async () => {
       const volume = await podVolume(dir);
       await writeFile(volume.targetPath, 'not a directory');
@@ -225,6 +229,8 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
         '--insecure-registry',
         '--ca-cert',
         '--docker-config',
+        '--kubelet-dir',
+        '--credentials-wait-seconds',
       ]) {
         assert.ok(help.stdout.includes(flag), `--help lacks ${flag}`);
       }

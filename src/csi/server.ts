@@ -12,6 +12,7 @@ import protoLoader from '@grpc/proto-loader';
 import { ClipError } from '../clipcore/index.js';
 import { packageFile } from '../clipcore/package-root.js';
 import { toGrpcError } from './errors.js';
+import { MESSAGE_CHARS, truncate } from './limits.js';
 import type { Logger } from './log.js';
 import type {
   EmptyResponse,
@@ -150,9 +151,11 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
         } catch (err) {
           const mapped = toGrpcError(err);
           codeName = mapped.codeName;
-          fields['error'] = mapped.message;
+          // Messages quote bounded values already; this cap holds whatever else slips through.
+          const message = truncate(mapped.message, MESSAGE_CHARS);
+          fields['error'] = message;
           if (mapped.clipCode) fields['clip_code'] = mapped.clipCode;
-          callback({ code: mapped.code, details: mapped.message });
+          callback({ code: mapped.code, details: message });
         } finally {
           stopping.signal.removeEventListener('abort', abort);
           const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -223,14 +226,14 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
   };
 }
 
-/** Only these request fields are logged: identifiers, never secrets or the volume context. */
+/** Only these request fields are logged, truncated: identifiers, never secrets or the volume context. */
 function requestLogFields(request: unknown): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
   if (typeof request !== 'object' || request === null) return fields;
   const record = request as Record<string, unknown>;
   for (const key of ['volume_id', 'target_path', 'volume_path', 'staging_target_path']) {
     const value = record[key];
-    if (typeof value === 'string' && value !== '') fields[key] = value;
+    if (typeof value === 'string' && value !== '') fields[key] = truncate(value);
   }
   return fields;
 }

@@ -15,9 +15,11 @@ import {
   type MountArchiveOptions,
   type MountHandle,
   type RegistryClientOptions,
+  type RegistryCredentials,
   type S3IndexStore,
 } from '../clipcore/index.js';
 import type { Logger } from '../csi/log.js';
+import { ImageCredentials } from './image-credentials.js';
 import type { IndexSource, NodeMetrics } from './metrics.js';
 import { detachFuse } from './mount-utils.js';
 import type { StateDir } from './state.js';
@@ -32,8 +34,14 @@ export interface ImageRequest {
   /** Image manifest digest. */
   digest: string;
   platform: string;
-  /** Credentials, CA certificates, insecure registries: used to index and to read bytes. */
-  registryOptions: RegistryClientOptions;
+  /** CA certificates, insecure registries, the node's Docker config: used to index and to read bytes. */
+  registryOptions: Omit<RegistryClientOptions, 'auth' | 'credentialsProvider'>;
+}
+
+/** A volume using an image mount: its publish record id and volume id (for logs). */
+export interface ImageUser {
+  id: string;
+  volumeId: string;
 }
 
 export interface ImageMount {
@@ -43,8 +51,8 @@ export interface ImageMount {
   readonly bytes: number;
   /** Inodes in the image. */
   readonly inodes: number;
-  /** Publish record ids using this mount. */
-  readonly users: Set<string>;
+  /** Publish record id → volume id of the volumes using this mount. */
+  readonly users: Map<string, string>;
   readonly handle: MountHandle;
   releaseTimer?: NodeJS.Timeout;
 }
@@ -61,6 +69,8 @@ export interface ImageManagerOptions {
   mountExtras?: MountExtras;
   /** Indexes shared through S3 (--s3-bucket). */
   s3?: S3IndexStore;
+  /** How long a registry request waits for credentials a restarted plugin does not have yet. */
+  credentialsWaitMs: number;
 }
 
 /** Thrown by `acquire` when the image is not ready within the wait: the work goes on. */
@@ -77,6 +87,8 @@ export class ImageNotReady extends Error {
 
 /** How long an image mounted for a publish that stopped waiting stays up for the retry. */
 const UNCLAIMED_HOLD_MS = 180_000;
+/** At most one "credentials missing" line per image this often: every failed read would write one. */
+const MISSING_CREDENTIALS_LOG_MS = 10_000;
 
 export class ImageManager {
   private readonly mounted = new Map<string, ImageMount>();
@@ -84,6 +96,7 @@ export class ImageManager {
   private readonly indexing = new Map<string, Promise<{ path: string; source: IndexSource }>>();
   private readonly progress = new Map<string, IndexProgress>();
   private readonly releasing = new Map<string, Promise<void>>();
+  private readonly credentials = new Map<string, ImageCredentials>();
   private closed = false;
 
   constructor(private readonly options: ImageManagerOptions) {}
@@ -100,7 +113,7 @@ export class ImageManager {
    * Gets the image mounted and registers `user` on it. Waits at most `waitMs` (and not past
    * `signal`); then throws ImageNotReady while the indexing and mounting go on.
    */
-  async acquire(request: ImageRequest, user: string, waitMs: number, signal?: AbortSignal): Promise<ImageMount> {
+  async acquire(request: ImageRequest, user: ImageUser, waitMs: number, signal?: AbortSignal): Promise<ImageMount> {
     for (;;) {
       await waitFor(this.ensure(request), waitMs, signal, (reason) => new ImageNotReady(request.key, reason, this.describeProgress(request.key)));
       const mount = this.attach(request.key, user);
@@ -110,13 +123,42 @@ export class ImageManager {
   }
 
   /** Registers a user on an image that is mounted; undefined when it is not. */
-  attach(key: string, user: string): ImageMount | undefined {
+  attach(key: string, user: ImageUser): ImageMount | undefined {
     const mount = this.mounted.get(key);
     if (!mount) return undefined;
     if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
     mount.releaseTimer = undefined;
-    mount.users.add(user);
+    mount.users.set(user.id, user.volumeId);
     return mount;
+  }
+
+  /** A publish brought credentials (a secret): the image's registry requests use them from now on. */
+  setCredentials(key: string, credentials: RegistryCredentials): void {
+    this.credentialsOf(key).set(credentials);
+  }
+
+  /** A restored volume had credentials from a secret: the image's registry requests wait for them. */
+  expectCredentials(key: string): void {
+    this.credentialsOf(key).expect();
+  }
+
+  private credentialsOf(key: string): ImageCredentials {
+    let found = this.credentials.get(key);
+    if (!found) {
+      let loggedAt = -Infinity;
+      const slot = new ImageCredentials(this.options.credentialsWaitMs, () => {
+        if (Date.now() - loggedAt < MISSING_CREDENTIALS_LOG_MS) return;
+        loggedAt = Date.now();
+        this.options.log('error', 'registry credentials missing: reads of data not cached fail with EIO until kubelet publishes the volume again', {
+          image_key: key,
+          volume_ids: [...(this.mounted.get(key)?.users.values() ?? [])],
+          waited_ms: this.options.credentialsWaitMs,
+        });
+      });
+      this.credentials.set(key, slot);
+      found = slot;
+    }
+    return found;
   }
 
   /** Drops a user; the last one going starts the grace period after which the image is unmounted. */
@@ -186,7 +228,7 @@ export class ImageManager {
       mountPoint: handle.mountPoint,
       bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
       inodes: toc.inodes.length,
-      users: new Set(),
+      users: new Map(),
       handle,
     };
     this.mounted.set(request.key, mount);
@@ -202,7 +244,8 @@ export class ImageManager {
       ...this.options.mountExtras,
       archive: indexPath,
       mountPoint,
-      registry: request.registryOptions,
+      // Asked at each registry request: a republish replaces the credentials of a live mount.
+      registry: { ...request.registryOptions, credentialsProvider: this.credentialsOf(request.key).provider },
     });
     handle.onError(({ error, operation, path }) =>
       this.options.log('error', 'image read failed', { image: request.image, digest: request.digest, operation, path, error: error.message }),
@@ -241,14 +284,14 @@ export class ImageManager {
     // TODO(controller): once a controller exists, ask it for the index here (source 'controller').
     const started = Date.now();
     this.options.log('info', 'indexing image', { image: request.image, digest: request.digest, platform: request.platform });
-    const { auth, ...registry } = request.registryOptions;
     try {
+      const auth = await this.credentialsOf(request.key).wait();
       const result = await createFromOCIImage({
         imageRef: `${request.registry}/${request.repository}@${request.digest}`,
         outputPath: path,
         platform: request.platform,
-        auth,
-        registry,
+        ...(auth && { auth }),
+        registry: request.registryOptions,
         onProgress: (progress) => this.progress.set(request.key, progress),
       });
       const seconds = (Date.now() - started) / 1000;
@@ -293,6 +336,8 @@ export class ImageManager {
   private async release(mount: ImageMount): Promise<void> {
     if (mount.users.size > 0 || this.mounted.get(mount.key) !== mount) return;
     this.mounted.delete(mount.key);
+    // The credentials leave memory with the image's last mount (a later publish brings them again).
+    if (!this.mounting.has(mount.key)) this.credentials.delete(mount.key);
     const job = (async () => {
       await mount.handle.unmount();
       await detachFuse(mount.mountPoint);

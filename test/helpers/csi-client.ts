@@ -42,11 +42,12 @@ export interface CsiClient {
   close(): void;
 }
 
-export async function connectCsi(socketPath: string): Promise<CsiClient> {
+/** `channelOptions`: e.g. `grpc.max_metadata_size`, to call as a client with a small metadata limit does. */
+export async function connectCsi(socketPath: string, channelOptions: grpc.ChannelOptions = {}): Promise<CsiClient> {
   const { Identity, Node } = await csiServiceDefinitions();
   const address = `unix:${socketPath}`;
-  const identity = new Identity(address, grpc.credentials.createInsecure());
-  const node = new Node(address, grpc.credentials.createInsecure());
+  const identity = new Identity(address, grpc.credentials.createInsecure(), channelOptions);
+  const node = new Node(address, grpc.credentials.createInsecure(), channelOptions);
   const call = <Res>(client: grpc.Client, method: string, request: unknown, timeoutMs = 150_000): Promise<Res> =>
     new Promise((resolve, reject) => {
       const fn = (client as unknown as Record<string, UnaryMethod>)[method];

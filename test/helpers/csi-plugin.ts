@@ -53,6 +53,9 @@ export async function startPlugin(dir: string, extraArgs: readonly string[] = []
     join(stateDir, '..', 'cache'),
     '--metrics-addr',
     '127.0.0.1:0',
+    // The test directory plays kubelet's: podVolume puts targets under <dir>/pods/.
+    '--kubelet-dir',
+    dir,
     ...extraArgs,
   ];
   const child = spawn(CLIP_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env } });

@@ -19,6 +19,8 @@ interface NodeFlags extends S3Flags {
   metricsAddr?: string;
   imageGraceSeconds: number;
   indexWaitSeconds: number;
+  kubeletDir: string;
+  credentialsWaitSeconds: number;
   insecureRegistry: string[];
   caCert: string[];
   dockerConfig?: string;
@@ -42,6 +44,7 @@ export function registerNode(program: Command): void {
     .option('--endpoint <unix:///path.sock>', 'CSI endpoint to serve (a stale socket file there is replaced)', 'unix:///csi/csi.sock')
     .option('--node-id <id>', "this node's id, as NodeGetInfo reports it (default: $NODE_NAME; one of them is required)")
     .option('--driver-name <name>', 'CSI driver name reported by GetPluginInfo', DEFAULT_DRIVER_NAME)
+    .option('--kubelet-dir <dir>', "kubelet's root directory (the chart's kubeletDir): target paths must resolve to a path under it, outside the state and cache directories", '/var/lib/kubelet')
     .option('--state-dir <dir>', 'publish records, image mounts, writable layers and the node-local index cache (keep it on the host)', '/var/lib/clip-csi')
     .option('--cache-dir <dir>', 'on-disk cache of image content', '/var/cache/clip-csi')
     .addOption(
@@ -65,6 +68,14 @@ export function registerNode(program: Command): void {
         .argParser(seconds)
         .default(100),
     )
+    .addOption(
+      new Option(
+        '--credentials-wait-seconds <n>',
+        "after a restart, how long a read of a private image's uncached data waits for kubelet to publish the volume again with its secret (credentials are never stored); then EIO",
+      )
+        .argParser(seconds)
+        .default(30),
+    )
     .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
     .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
     .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker");
@@ -86,6 +97,8 @@ export function registerNode(program: Command): void {
         ...(flags.metricsAddr !== undefined && { metricsAddr: flags.metricsAddr }),
         imageGraceSeconds: flags.imageGraceSeconds,
         indexWaitSeconds: flags.indexWaitSeconds,
+        kubeletDir: flags.kubeletDir,
+        credentialsWaitSeconds: flags.credentialsWaitSeconds,
         registry: {
           insecureRegistries: flags.insecureRegistry,
           caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
