@@ -1,16 +1,20 @@
 /**
  * One FUSE mount per image (manifest digest + platform) on this node, shared by every volume of
- * that image. Getting an image ready means getting its index (the node-local cache, else S3, else a
- * controller, else indexing it here) and mounting it. Both happen once per image however many
+ * that image. Getting an image ready means getting its index (the node-local cache, else S3, else
+ * waiting for the controller while its "being indexed" marker is fresh, else indexing it here) and
+ * mounting it. Both happen once per image however many
  * volumes ask at the same time, and run to the end in the background even when the publish that
  * started them gives up waiting: the next publish picks up the same job, never a new one.
  */
 import { rmdir, stat, unlink } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   ArchiveFormatError,
   createFromOCIImage,
   describeError,
+  isMarkerFresh,
   mountArchive,
+  type IndexingMarker,
   type IndexProgress,
   type MountArchiveOptions,
   type MountHandle,
@@ -18,6 +22,7 @@ import {
   type RegistryCredentials,
   type S3IndexStore,
 } from '../clipcore/index.js';
+import { truncate } from '../csi/limits.js';
 import type { Logger } from '../csi/log.js';
 import { ImageCredentials } from './image-credentials.js';
 import type { IndexSource, NodeMetrics } from './metrics.js';
@@ -87,6 +92,8 @@ export class ImageNotReady extends Error {
 
 /** How long an image mounted for a publish that stopped waiting stays up for the retry. */
 const UNCLAIMED_HOLD_MS = 180_000;
+/** How often a node waiting for the controller's index looks for it (HEAD) and re-reads the marker. */
+const CONTROLLER_POLL_MS = 1_000;
 /** At most one "credentials missing" line per image this often: every failed read would write one. */
 const MISSING_CREDENTIALS_LOG_MS = 10_000;
 
@@ -97,6 +104,8 @@ export class ImageManager {
   private readonly progress = new Map<string, IndexProgress>();
   private readonly releasing = new Map<string, Promise<void>>();
   private readonly credentials = new Map<string, ImageCredentials>();
+  /** Images whose index the controller is making: its latest marker, for progress messages. */
+  private readonly awaited = new Map<string, IndexingMarker>();
   private closed = false;
 
   constructor(private readonly options: ImageManagerOptions) {}
@@ -203,6 +212,9 @@ export class ImageManager {
       const percent = progress.bytes > 0 ? Math.floor((100 * progress.bytesDone) / progress.bytes) : 0;
       return `indexing: ${percent}% of ${progress.bytes} compressed bytes, ${progress.layersDone}/${progress.layers} layers`;
     }
+    const marker = this.awaited.get(key);
+    // The marker is another process's text: bounded before it reaches a message.
+    if (marker) return `being indexed by ${truncate(marker.holder)}: ${truncate(marker.progress ?? `started ${marker.startedAt}`, 256)}`;
     return this.indexing.has(key) ? 'fetching its index' : 'mounting';
   }
 
@@ -272,7 +284,7 @@ export class ImageManager {
     return job;
   }
 
-  /** The node-local cache, else S3 (with --s3-bucket), else a controller (none yet), else index here. */
+  /** The node-local cache, else S3 (with --s3-bucket), else the controller's index once it is made, else index here. */
   private async obtainIndex(request: ImageRequest, localOnly: boolean): Promise<{ path: string; source: IndexSource }> {
     const path = this.options.state.indexPath(request.key);
     const s3 = localOnly ? undefined : this.options.s3;
@@ -281,7 +293,7 @@ export class ImageManager {
       this.options.log('info', 'index fetched from S3', { image: request.image, digest: request.digest, url: s3.url(request.key) });
       return { path, source: 's3' };
     }
-    // TODO(controller): once a controller exists, ask it for the index here (source 'controller').
+    if (s3 && (await this.awaitController(s3, request, path))) return { path, source: 'controller' };
     const started = Date.now();
     this.options.log('info', 'indexing image', { image: request.image, digest: request.digest, platform: request.platform });
     try {
@@ -310,6 +322,43 @@ export class ImageManager {
       this.options.log('warn', 'indexing failed', { image: request.image, digest: request.digest, error: describeError(err) });
       throw err;
     }
+  }
+
+  /**
+   * While the controller's marker beside the index is fresh, waits for the index (HEAD every
+   * second, the marker re-read each time) and fetches it: true. False when there is no fresh
+   * marker, or it goes stale or disappears without an index: the node then indexes the image itself.
+   */
+  private async awaitController(s3: S3IndexStore, request: ImageRequest, path: string): Promise<boolean> {
+    const fields = { image: request.image, digest: request.digest, url: s3.url(request.key) };
+    let marker = await s3.readMarker(request.key);
+    if (!marker || !isMarkerFresh(marker, new Date())) {
+      if (marker) this.options.log('info', 'the indexing marker is stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
+      return false;
+    }
+    this.options.log('info', 'waiting for the controller to index the image', { ...fields, holder: truncate(marker.holder) });
+    try {
+      for (;;) {
+        this.awaited.set(request.key, marker);
+        await delay(CONTROLLER_POLL_MS);
+        if ((await s3.exists(request.key)) && (await s3.fetch(request.key, path))) break;
+        marker = await s3.readMarker(request.key);
+        if (!marker) {
+          // The controller uploads the index, then deletes its marker: look once more.
+          if (await s3.fetch(request.key, path)) break;
+          this.options.log('warn', 'the indexing marker disappeared without an index; indexing the image here', fields);
+          return false;
+        }
+        if (!isMarkerFresh(marker, new Date())) {
+          this.options.log('warn', 'the indexing marker went stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
+          return false;
+        }
+      }
+    } finally {
+      this.awaited.delete(request.key);
+    }
+    this.options.log('info', 'index fetched from S3 (made by the controller)', fields);
+    return true;
   }
 
   /** Uploads an index made here for the other nodes; a failure only costs them indexing it too. */
