@@ -57,11 +57,11 @@ export function listObjects(store: Store, currentRv: number, q: ListQuery): Json
   const prefix = q.namespace === '' ? '' : `${q.namespace}/`;
   // One namespace's keys are contiguous: start at its first key (or after the page before), stop at its last.
   let i = token !== undefined ? firstIndex(keys, (k) => k > token.start) : firstIndex(keys, (k) => k >= prefix);
+  const end = prefix === '' ? keys.length : firstIndex(keys, (k) => k > `${prefix}\uffff`);
   const items: JsonObject[] = [];
   let last = '';
-  for (; i < keys.length; i++) {
+  for (; i < end; i++) {
     const key = keys[i] ?? '';
-    if (!key.startsWith(prefix)) break;
     if (q.limit > 0 && items.length >= q.limit) break;
     const obj = store.byKey(key);
     if (obj === undefined || (q.filter !== undefined && !q.filter(obj))) continue;
@@ -70,9 +70,9 @@ export function listObjects(store: Store, currentRv: number, q: ListQuery): Json
   }
   const rv = token?.rv ?? currentRv;
   const metadata: JsonObject = { resourceVersion: String(rv) };
-  if (i < keys.length && q.limit > 0 && (keys[i] ?? '').startsWith(prefix)) {
+  if (i < end) {
     metadata.continue = encodeContinue({ rv, start: last });
-    if (q.filter === undefined && prefix === '') metadata.remainingItemCount = keys.length - i;
+    if (q.filter === undefined) metadata.remainingItemCount = end - i;
   }
   return { kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata, items };
 }

@@ -13,7 +13,7 @@ import { createSelfSignedCert } from '../tls-cert.js';
 import { Cluster, type Subresource } from './cluster.js';
 import { ApiError, unknownPath } from './errors.js';
 import { handle, sendJson, startWatch, verbOf } from './handlers.js';
-import { clone, type JsonObject } from './json.js';
+import { clone, isObject, parseJson, type JsonObject } from './json.js';
 import { discovery } from './discovery.js';
 import { ALLOW_ALL, Users, type PolicyRule } from './rbac.js';
 import { BUILTIN_TYPES, typesFromCrdFile } from './resources.js';
@@ -46,6 +46,13 @@ export interface RequestLogEntry {
 }
 
 export const ADMIN_USER = 'admin';
+
+/** A private JSON copy of any object (Dates become strings, as on the wire). */
+function toJson(obj: object): JsonObject {
+  const json = parseJson(JSON.stringify(obj));
+  if (!isObject(json)) throw new Error('not a JSON object');
+  return json;
+}
 
 export class KubeApiServer {
   /** Every request, in order of its answer (a watch: when its stream starts). */
@@ -132,17 +139,19 @@ export class KubeApiServer {
     return store.keys().filter((k) => namespace === '' || k.startsWith(`${namespace}/`)).map((k) => clone(store.byKey(k) ?? {}));
   }
 
-  create(resource: string, obj: JsonObject): JsonObject {
+  /** Accepts client-node's typed objects (V1Pod…) as well as plain JSON; namespace defaults to `default`. */
+  create(resource: string, obj: object): JsonObject {
     const store = this.cluster.byName(resource);
-    return clone(this.cluster.create(store, this.namespaceOf(store, obj), clone(obj)));
+    const body = toJson(obj);
+    return clone(this.cluster.create(store, this.namespaceOf(store, body), body));
   }
 
   /** PUT without a resourceVersion precondition unless `obj` carries one; `status` writes only the status. */
-  update(resource: string, obj: JsonObject, subresource: Subresource = ''): JsonObject {
+  update(resource: string, obj: object, subresource: Subresource = ''): JsonObject {
     const store = this.cluster.byName(resource);
-    const namespace = this.namespaceOf(store, obj);
-    const name = String(metaOf(obj).name);
-    const body = clone(obj);
+    const body = toJson(obj);
+    const namespace = this.namespaceOf(store, body);
+    const name = String(metaOf(body).name);
     const meta = { ...metaOf(body) };
     meta.resourceVersion ??= metaOf(this.cluster.get(store, namespace, name)).resourceVersion;
     body.metadata = meta;
