@@ -162,9 +162,12 @@ export class KubeApiServer {
     this.cluster.delete(this.cluster.byName(resource), namespace, name);
   }
 
-  /** `count` pods `<prefix>-<i>` (label `seed=<prefix>`) in `namespace`, without HTTP. */
-  seedPods(count: number, namespace = 'default', prefix = 'seed', template: JsonObject = {}): void {
-    this.cluster.seedPods(count, namespace, prefix, template);
+  /**
+   * `count` pods `<prefix>-<i>` (label `seed=<prefix>`) in `namespace`, without HTTP. `template` is a pod
+   * (e.g. a V1Pod with a clip volume) whose metadata and spec every seeded pod gets; its name is ignored.
+   */
+  seedPods(count: number, namespace = 'default', prefix = 'seed', template: object = {}): void {
+    this.cluster.seedPods(count, namespace, prefix, toJson(template));
   }
 
   private namespaceOf(store: Store, obj: JsonObject): string {
