@@ -100,7 +100,7 @@ export class Cluster {
     if (type.custom && type.hasStatus) delete obj.status;
     const rv = this.clock.next();
     Object.assign(meta, { uid: randomUUID(), creationTimestamp: now(), resourceVersion: String(rv) });
-    if (type.custom || type.hasStatus) meta.generation = 1;
+    if (type.custom) meta.generation = 1;
     delete meta.deletionTimestamp;
     store.put(obj, rv);
     return obj;

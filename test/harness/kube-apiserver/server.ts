@@ -236,11 +236,11 @@ export class KubeApiServer {
       verb = verbOf(req.method ?? '', target, url.searchParams);
       // A namespaced object is only addressed inside its namespace; a cluster-scoped one never is.
       const misplaced = store.type.namespaced ? target.namespace === '' && (target.name !== '' || verb === 'create') : target.namespace !== '';
-      if (misplaced) throw unknownPath();
+      if (misplaced || (target.subresource === 'status' && !store.type.hasStatus)) throw unknownPath();
       const { namespace } = target;
       this.users.authorize(user, { verb, group: target.group, resource: target.resource, subresource: target.subresource, namespace, name: target.name });
       if (verb === 'watch') {
-        startWatch(store, target, url.searchParams, res, { streams: this.watches });
+        startWatch(store, target, url.searchParams, res, this.watches);
         return this.log(req, url, user, verb, 200);
       }
       const { code, body } = await handle(this.cluster, store, target, verb, req, url.searchParams);
