@@ -183,6 +183,7 @@ describe('test kube-apiserver', () => {
       assert.deepEqual(unlabeled.metadata?.labels, { v: '3' });
       const jsonPatched = await core.patchNamespacedPod({ namespace: 'default', name: 'p', body: [{ op: 'replace', path: '/metadata/labels/v', value: '4' }] });
       assert.equal(jsonPatched.metadata?.labels?.v, '4');
+      await expectStatus(core.patchNamespacedPod({ namespace: 'default', name: 'p', body: [{ op: 'test', path: '/metadata/labels/v', value: '3' }] }), 422, 'Invalid');
 
       await core.deleteNamespacedPod({ namespace: 'default', name: 'p' });
       await expectStatus(core.deleteNamespacedPod({ namespace: 'default', name: 'p' }), 404, 'NotFound');
@@ -216,6 +217,29 @@ describe('test kube-apiserver', () => {
         w.request.abort();
       }
     });
+  });
+
+  it('sends bookmarks periodically to watches that allow them, and only to those', async () => {
+    await withServer(
+      async (server, kc) => {
+        const withBookmarks = await recordWatch(kc, '/api/v1/nodes', { allowWatchBookmarks: true });
+        const without = await recordWatch(kc, '/api/v1/nodes', {});
+        try {
+          await until('both watches', () => server.watchCount('nodes') === 2);
+          const bookmarks = (): number => withBookmarks.events.filter((e) => e.type === 'BOOKMARK').length;
+          const before = bookmarks();
+          await until('two more bookmarks', () => bookmarks() >= before + 2);
+          // An event after them: once it arrives, any bookmark sent to the other watch would have too.
+          server.create('nodes', { metadata: { name: 'n' } });
+          await until('the node event', () => without.events.length > 0);
+          assert.deepEqual(without.events.map((e) => e.type), ['ADDED']);
+        } finally {
+          withBookmarks.request.abort();
+          without.request.abort();
+        }
+      },
+      { bookmarkIntervalMs: 20 },
+    );
   });
 
   it('ends a watch cleanly after its timeoutSeconds', async () => {
