@@ -48,6 +48,7 @@ export class WatchStream implements Watcher {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
     res.on('close', () => this.close());
+    res.on('error', () => this.close()); // a write to a vanished client must not crash the server
   }
 
   /** The current objects as ADDED events, ahead of anything queued later (a watch without a resourceVersion). */
