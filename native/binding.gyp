@@ -1,4 +1,9 @@
 {
+  "variables": {
+    # CLIP_ASAN=1 (npm run build:asan) builds clip_fuse with AddressSanitizer; run node with
+    # LD_PRELOAD=$(gcc -print-file-name=libasan.so) to load it.
+    "asan_flags": "<!(node -p \"process.env.CLIP_ASAN ? '-fsanitize=address -fno-omit-frame-pointer -g' : ''\")"
+  },
   "targets": [
     {
       "target_name": "clip_zlib",
@@ -9,6 +14,13 @@
       "target_name": "clip_memory",
       "sources": ["clip_memory.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "clip_fuse",
+      "sources": ["clip_fuse.c", "clip_fuse_table.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "<!@(pkg-config --cflags fuse3)", "<@(asan_flags)"],
+      "ldflags": ["<@(asan_flags)"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"]
     }
   ]
 }

@@ -75,7 +75,7 @@ describe('mountArchive', () => {
     await handle.unmount(); // idempotent
   });
 
-  test('an unmounted archive can be freed, although fuse-native keeps its Fuse instances', async () => {
+  test('an unmounted archive can be freed', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const mountPoint = join(work, 'freed');

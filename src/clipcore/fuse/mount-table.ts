@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
 /**
- * Reading /proc/self/mountinfo and unmounting through fusermount/umount. Every helper here is
+ * Reading /proc/self/mountinfo and unmounting through fusermount3/umount. Every helper here is
  * asynchronous: a blocking child process in a process that serves a FUSE mount deadlocks.
  */
 
@@ -58,7 +58,7 @@ export async function isMountPoint(path: string): Promise<boolean> {
 
 /**
  * Calls `onGone` once, when the mount now on top at `path` leaves the mount table: unmounted by
- * someone else (`fusermount -u`, `umount`). Polls every `intervalMs`, since Node.js cannot watch
+ * someone else (`fusermount3 -u`, `umount`). Polls every `intervalMs`, since Node.js cannot watch
  * the mount table for changes. Returns a function that stops watching.
  */
 export async function watchMount(path: string, onGone: () => void, intervalMs = 1000): Promise<() => void> {
@@ -86,7 +86,7 @@ export async function watchMount(path: string, onGone: () => void, intervalMs = 
 export async function forceUnmount(path: string): Promise<void> {
   const target = resolve(path);
   for (let attempt = 0; attempt < 5 && (await isMountPoint(target)); attempt++) {
-    const fusermount = await run('fusermount', ['-uz', target]);
+    const fusermount = await run('fusermount3', ['-uz', target]);
     if (fusermount === 0 || !(await isMountPoint(target))) continue;
     await run('umount', ['-l', target]);
   }

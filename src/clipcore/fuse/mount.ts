@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import Fuse, { type FuseOperations } from 'fuse-native';
 import { ClipError } from '../errors.js';
 import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.js';
 import type { ByteSource } from '../source/byte-source.js';
-import { archiveOperations } from './operations.js';
+import { encodeFuseTable } from './fuse-table.js';
 import { forceUnmount, isMountPoint } from './mount-table.js';
+import { clipFuse, type FuseCounters, type FuseSession } from './native-fuse.js';
+import { readHandler } from './read-handler.js';
 
 export interface MountArchiveOptions extends OpenArchiveOptions {
   /** The archive: a path to a local .clip, or any ByteSource (S3, HTTP). */
@@ -18,6 +19,12 @@ export interface MountArchiveOptions extends OpenArchiveOptions {
   readonly operationTimeoutMs?: number;
   /** libfuse debug output on stderr. */
   readonly debug?: boolean;
+  /**
+   * Serve this already open and mounted /dev/fuse descriptor (e.g. from `openFuseMount`, or
+   * handed over by another process) instead of mounting at `mountPoint`. The descriptor is
+   * duplicated: the caller keeps, and eventually closes, its own.
+   */
+  readonly fuseFd?: number;
 }
 
 export interface MountServerError {
@@ -36,10 +43,9 @@ export interface MountHandle {
   unmount(): Promise<void>;
   /** Observes errors the server answered with EIO (a failed fetch, a digest mismatch). */
   onError(listener: (event: MountServerError) => void): void;
+  /** Requests the native server answered, by kind (undefined before start). */
+  counters(): FuseCounters | undefined;
 }
-
-/** Immutable content: the kernel may cache attributes, entries and pages for a long time. */
-const CACHE_SECONDS = 86_400;
 
 /**
  * Opens an archive and prepares a read-only FUSE mount of it. The archive is opened and checked
@@ -49,21 +55,13 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
   const mountPoint = resolve(options.mountPoint);
   const reader = await ArchiveReader.open(options.archive, options);
   const events = new EventEmitter();
-  const operations = archiveOperations(reader, (error, operation, path) => {
+  const addon = clipFuse();
+  // ro: the kernel refuses writes itself; default_permissions: it checks modes itself.
+  const fuseOptions = ['ro', 'default_permissions', 'fsname=clip', 'subtype=clip'];
+  if (options.allowOther ?? process.getuid?.() === 0) fuseOptions.push('allow_other');
+  let session: FuseSession | undefined;
+  const onRead = readHandler(addon, () => session as FuseSession, reader, options.operationTimeoutMs ?? 120_000, (error, operation, path) => {
     events.emit('server-error', { error, operation, path } satisfies MountServerError);
-  });
-  const fuse = new Fuse(mountPoint, operations, {
-    // use_ino makes hard links share st_ino; ro makes the kernel refuse writes itself.
-    // fuse-native has no flags for them, but joins options with commas, so they ride on fsname.
-    fsname: `clip,use_ino,ro,negative_timeout=${CACHE_SECONDS}`,
-    subtype: 'clip',
-    allowOther: options.allowOther ?? process.getuid?.() === 0,
-    defaultPermissions: true,
-    kernelCache: true,
-    attrTimeout: CACHE_SECONDS,
-    entryTimeout: CACHE_SECONDS,
-    timeout: options.operationTimeoutMs ?? 120_000,
-    debug: options.debug ?? false,
   });
   let state: 'ready' | 'mounted' | 'closed' = 'ready';
 
@@ -72,13 +70,13 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     reader,
     async start() {
       if (state !== 'ready') throw new ClipError('MOUNT_FAILED', `mount of ${mountPoint} was already started`);
-      await prepareMountPoint(mountPoint);
-      await new Promise<void>((resolvePromise, reject) => {
-        fuse.mount((err) => {
-          if (err) reject(new ClipError('MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err.message}`, { cause: err }));
-          else resolvePromise();
-        });
-      });
+      if (options.fuseFd === undefined) await prepareMountPoint(mountPoint);
+      const target = options.fuseFd === undefined ? mountPoint : `/dev/fd/${options.fuseFd}`;
+      try {
+        session = addon.mount(encodeFuseTable(reader.index.toc), target, fuseOptions.join(','), options.debug ?? false, onRead);
+      } catch (err) {
+        throw new ClipError('MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
       state = 'mounted';
     },
     async unmount() {
@@ -86,30 +84,35 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       const wasMounted = state === 'mounted';
       state = 'closed';
       if (wasMounted) {
-        await new Promise<void>((resolvePromise) => fuse.unmount(() => resolvePromise()));
-        // fuse-native reports success even when fusermount could not detach a busy mount.
+        // Reads still open on a lazily detached mount answer EIO natively from here on.
+        addon.close(session as FuseSession);
         await forceUnmount(mountPoint);
-        fuse.ops = failingOperations(operations);
       }
       await reader.close();
     },
     onError(listener) {
       events.on('server-error', listener);
     },
+    counters() {
+      return session && addon.counters(session);
+    },
   };
   return handle;
 }
 
 /**
- * Operations that fail every call with EIO, for a Fuse instance once it is unmounted. fuse-native
- * keeps every Fuse instance it mounted for the life of the process (its addon holds references it
- * never deletes), and with it the operations, the archive and its caches: a node plugin mounting
- * image after image kept every archive it had unmounted. A call can still come in after a lazy
- * unmount, for files held open; it fails as it would on a closed archive.
+ * Opens /dev/fuse and mounts it read-only at `mountPoint` (root only), returning the descriptor,
+ * for `mountArchive({ fuseFd })`: a process that keeps FUSE connections across restarts holds
+ * such descriptors. `allowOther` as in mountArchive.
  */
-function failingOperations(operations: FuseOperations): FuseOperations {
-  const fail = (...args: unknown[]): void => (args[args.length - 1] as (code: number) => void)(Fuse.EIO);
-  return Object.fromEntries(Object.keys(operations).map((name) => [name, fail])) as FuseOperations;
+export async function openFuseMount(mountPoint: string, allowOther = process.getuid?.() === 0): Promise<number> {
+  const target = resolve(mountPoint);
+  await prepareMountPoint(target);
+  try {
+    return clipFuse().openMount(target, ['default_permissions', ...(allowOther ? ['allow_other'] : [])].join(','));
+  } catch (err) {
+    throw new ClipError('MOUNT_FAILED', `cannot mount /dev/fuse at ${target}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }
 
 async function prepareMountPoint(mountPoint: string): Promise<void> {

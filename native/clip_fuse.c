@@ -1,0 +1,772 @@
+/*
+ * The FUSE server of a clip mount, over libfuse3's low-level API.
+ *
+ * libfuse's multi-threaded loop runs on native threads and answers everything the table of
+ * contents knows (lookup, getattr, readdir(plus), readlink, xattrs, statfs, open, access) from
+ * the immutable FUSE table (clip_fuse_table.h) without calling into JavaScript. Only READ is
+ * handed to JavaScript, through a thread-safe function: the loop thread parks the request in a
+ * slot and goes back to the kernel; JavaScript fetches, verifies and inflates, then answers with
+ * reply()/replyError() by slot id (fuse_reply_* may be called from any thread). A slot id that is
+ * stale or unknown is refused, so JavaScript can never answer one request twice.
+ *
+ * Lifetime: a session is freed when its last reference goes: the loop thread (until the kernel
+ * connection ends), the JavaScript handle (until close() or garbage collection) and every read
+ * JavaScript has not answered yet. The /dev/fuse descriptor therefore stays open while anyone
+ * may still reply on it.
+ */
+#define FUSE_USE_VERSION 312
+#define NAPI_VERSION 8
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "clip_fuse_table.h"
+
+/* The archive never changes under a mount: the kernel may keep entries and attributes a day. */
+#define CACHE_SECONDS 86400.0
+/* Reads JavaScript has not answered yet, at most (a slot id carries the index in 20 bits). */
+#define SLOT_BITS 20
+#define MAX_SLOTS (1u << SLOT_BITS)
+
+typedef struct {
+  fuse_req_t req;
+  uint32_t seq;
+  uint32_t used;
+  uint32_t ino;
+  uint32_t size;
+  uint64_t offset;
+} Slot;
+
+enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_READ, C_READ_JS, C_COUNT };
+static const char* const COUNTER_NAMES[C_COUNT] = {"lookup", "getattr", "readdir", "readdirplus", "getxattr", "listxattr", "open", "read", "readToJs"};
+
+typedef struct {
+  ClipTable table;
+  struct fuse_session* se;
+  napi_threadsafe_function tsfn;
+  pthread_mutex_t lock;
+  int closed;
+  int refs;
+  int has_xattrs;
+  Slot* slots;
+  uint32_t slot_count, slot_cap, next_seq;
+  uint32_t* free_slots;
+  uint32_t free_count;
+  uint64_t counters[C_COUNT];
+} Session;
+
+static void count(Session* s, int which) { __atomic_fetch_add(&s->counters[which], 1, __ATOMIC_RELAXED); }
+
+static void session_free(Session* s) {
+  if (s->se) fuse_session_destroy(s->se);
+  clip_table_free(&s->table);
+  free(s->slots);
+  free(s->free_slots);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static void drop_ref(Session* s) {
+  pthread_mutex_lock(&s->lock);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&s->lock);
+  if (last) session_free(s);
+}
+
+/* Under s->lock. Returns the new slot's id, or 0 when none is free. */
+static double slot_take_new(Session* s, fuse_req_t req, uint32_t ino, uint64_t offset, uint32_t size) {
+  uint32_t index;
+  if (s->free_count > 0) {
+    index = s->free_slots[--s->free_count];
+  } else {
+    if (s->slot_count == MAX_SLOTS) return 0;
+    if (s->slot_count == s->slot_cap) {
+      uint32_t cap = s->slot_cap ? s->slot_cap * 2 : 64;
+      Slot* slots = realloc(s->slots, cap * sizeof *slots);
+      if (!slots) return 0;
+      s->slots = slots;
+      uint32_t* free_slots = realloc(s->free_slots, cap * sizeof *free_slots);
+      if (!free_slots) return 0;
+      s->free_slots = free_slots;
+      s->slot_cap = cap;
+    }
+    index = s->slot_count++;
+  }
+  uint32_t seq = ++s->next_seq;
+  if (seq == 0) seq = ++s->next_seq;
+  s->slots[index] = (Slot){req, seq, 1, ino, size, offset};
+  return (double)seq * MAX_SLOTS + index;
+}
+
+/* Under s->lock. The slot with this id, or NULL when the id is unknown or already answered. */
+static Slot* slot_find(Session* s, double id) {
+  if (!(id >= 0 && id < 4294967296.0 * MAX_SLOTS)) return NULL;
+  uint64_t value = (uint64_t)id;
+  uint32_t index = (uint32_t)(value & (MAX_SLOTS - 1));
+  uint32_t seq = (uint32_t)(value >> SLOT_BITS);
+  if (index >= s->slot_count || !s->slots[index].used || s->slots[index].seq != seq) return NULL;
+  return &s->slots[index];
+}
+
+/* Under s->lock. Frees the slot and returns its request. */
+static fuse_req_t slot_release(Session* s, Slot* slot) {
+  fuse_req_t req = slot->req;
+  slot->used = 0;
+  s->free_slots[s->free_count++] = (uint32_t)(slot - s->slots);
+  return req;
+}
+
+/* Answers a parked read with an error (JavaScript gone or failing); drops the read's reference. */
+static void fail_slot(Session* s, double id, int error) {
+  pthread_mutex_lock(&s->lock);
+  Slot* slot = slot_find(s, id);
+  fuse_req_t req = slot ? slot_release(s, slot) : NULL;
+  pthread_mutex_unlock(&s->lock);
+  if (!req) return;
+  fuse_reply_err(req, error);
+  drop_ref(s);
+}
+
+/* ---- the table's answers ---- */
+
+static Session* session_of(fuse_req_t req) { return (Session*)fuse_req_userdata(req); }
+
+/* The table index of a FUSE inode number (index + 1), or -1. */
+static int64_t index_of(Session* s, fuse_ino_t ino) {
+  return ino >= 1 && ino <= s->table.header->inode_count ? (int64_t)(ino - 1) : -1;
+}
+
+static void fill_stat(const Session* s, uint32_t index, struct stat* st) {
+  const ClipInode* inode = &s->table.inodes[index];
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)index + 1;
+  st->st_mode = inode->mode;
+  st->st_nlink = inode->nlink;
+  st->st_uid = inode->uid;
+  st->st_gid = inode->gid;
+  st->st_rdev = makedev(inode->rdev_major, inode->rdev_minor);
+  st->st_size = (off_t)inode->size;
+  st->st_blksize = 4096;
+  st->st_blocks = (blkcnt_t)((inode->size + 511) / 512);
+  st->st_mtim.tv_sec = inode->mtime_sec;
+  st->st_mtim.tv_nsec = inode->mtime_nsec;
+  st->st_atim = st->st_mtim;
+  st->st_ctim = st->st_mtim;
+}
+
+static void fill_entry(const Session* s, uint32_t index, struct fuse_entry_param* e) {
+  memset(e, 0, sizeof *e);
+  e->ino = (fuse_ino_t)index + 1;
+  e->attr_timeout = CACHE_SECONDS;
+  e->entry_timeout = CACHE_SECONDS;
+  fill_stat(s, index, &e->attr);
+}
+
+static int is_dir(const Session* s, uint32_t index) { return (s->table.inodes[index].mode & S_IFMT) == S_IFDIR; }
+
+static void op_init(void* userdata, struct fuse_conn_info* conn) {
+  (void)userdata;
+  unsigned wanted = FUSE_CAP_READDIRPLUS | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ;
+  conn->want |= conn->capable & wanted;
+  /* Always readdirplus: every listing is followed by stats (ls -l, find, os.walk). */
+  conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_AUTO_INVAL_DATA);
+  conn->time_gran = 1;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Session* s = session_of(req);
+  count(s, C_LOOKUP);
+  int64_t dir = index_of(s, parent);
+  if (dir < 0) return (void)fuse_reply_err(req, ENOENT);
+  if (!is_dir(s, (uint32_t)dir)) return (void)fuse_reply_err(req, ENOTDIR);
+  int64_t child = clip_table_lookup(&s->table, (uint32_t)dir, name, strlen(name));
+  struct fuse_entry_param e;
+  if (child < 0) {
+    /* A negative entry the kernel keeps as long as positive ones: the tree never changes. */
+    memset(&e, 0, sizeof e);
+    e.entry_timeout = CACHE_SECONDS;
+  } else {
+    fill_entry(s, (uint32_t)child, &e);
+  }
+  fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  (void)ino, (void)nlookup;
+  fuse_reply_none(req); /* inodes live as long as the table */
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data* forgets) {
+  (void)count_, (void)forgets;
+  fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)fi;
+  Session* s = session_of(req);
+  count(s, C_GETATTR);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  struct stat st;
+  fill_stat(s, (uint32_t)index, &st);
+  fuse_reply_attr(req, &st, CACHE_SECONDS);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  Session* s = session_of(req);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  const ClipInode* inode = &s->table.inodes[index];
+  if ((inode->mode & S_IFMT) != S_IFLNK) return (void)fuse_reply_err(req, EINVAL);
+  char target[4097]; /* the table checks count <= 4096 */
+  memcpy(target, s->table.blob + inode->first, inode->count);
+  target[inode->count] = '\0';
+  fuse_reply_readlink(req, target);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Session* s = session_of(req);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  if (!is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, ENOTDIR);
+  fi->cache_readdir = 1; /* FOPEN_CACHE_DIR: the kernel keeps the listing */
+  fi->keep_cache = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus) {
+  Session* s = session_of(req);
+  count(s, plus ? C_READDIRPLUS : C_READDIR);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  if (!is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, ENOTDIR);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  const ClipInode* dir = &s->table.inodes[index];
+  char* buf = malloc(size ? size : 1);
+  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  size_t used = 0;
+  uint64_t total = (uint64_t)dir->count + 2;
+  for (uint64_t i = (uint64_t)off; i < total; i++) {
+    char name[CLIP_NAME_MAX + 1];
+    uint32_t target;
+    if (i < 2) {
+      strcpy(name, i == 0 ? "." : "..");
+      target = i == 0 ? (uint32_t)index : dir->parent;
+    } else {
+      const ClipEntry* e = &s->table.entries[dir->first + (i - 2)];
+      memcpy(name, s->table.blob + e->name_off, e->name_len);
+      name[e->name_len] = '\0';
+      target = e->inode;
+    }
+    size_t added;
+    if (plus) {
+      struct fuse_entry_param e;
+      fill_entry(s, target, &e);
+      added = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+    } else {
+      struct stat st;
+      memset(&st, 0, sizeof st);
+      st.st_ino = (ino_t)target + 1;
+      st.st_mode = s->table.inodes[target].mode;
+      added = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+    }
+    if (added > size - used) break;
+    used += added;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  (void)fi;
+  readdir_common(req, ino, size, off, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  (void)fi;
+  readdir_common(req, ino, size, off, 1);
+}
+
+static void op_release_any(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)ino, (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Session* s = session_of(req);
+  count(s, C_OPEN);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  if (is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, EISDIR);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  fi->keep_cache = 1; /* FOPEN_KEEP_CACHE: the page cache stays valid across opens */
+  fi->noflush = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  (void)fi;
+  Session* s = session_of(req);
+  count(s, C_READ);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  const ClipInode* inode = &s->table.inodes[index];
+  if ((inode->mode & S_IFMT) != S_IFREG) return (void)fuse_reply_err(req, is_dir(s, (uint32_t)index) ? EISDIR : EINVAL);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  if ((uint64_t)off >= inode->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
+  uint64_t left = inode->size - (uint64_t)off;
+  uint32_t length = (uint32_t)(size < left ? size : left);
+  pthread_mutex_lock(&s->lock);
+  if (s->closed) {
+    pthread_mutex_unlock(&s->lock);
+    return (void)fuse_reply_err(req, EIO);
+  }
+  double id = slot_take_new(s, req, (uint32_t)index, (uint64_t)off, length);
+  if (id == 0) {
+    pthread_mutex_unlock(&s->lock);
+    return (void)fuse_reply_err(req, EIO);
+  }
+  s->refs++;
+  count(s, C_READ_JS);
+  napi_status status = napi_call_threadsafe_function(s->tsfn, (void*)(uintptr_t)id, napi_tsfn_nonblocking);
+  if (status != napi_ok) {
+    slot_release(s, slot_find(s, id));
+    s->refs--;
+    pthread_mutex_unlock(&s->lock);
+    return (void)fuse_reply_err(req, EIO);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  (void)ino;
+  Session* s = session_of(req);
+  struct statvfs sv;
+  memset(&sv, 0, sizeof sv);
+  sv.f_bsize = 4096;
+  sv.f_frsize = 4096;
+  sv.f_blocks = s->table.header->total_blocks;
+  sv.f_files = s->table.header->inode_count;
+  sv.f_namemax = CLIP_NAME_MAX;
+  fuse_reply_statfs(req, &sv);
+}
+
+/*
+ * Extended attributes. When the archive has none at all, ENOSYS: the kernel then remembers that
+ * the filesystem has no xattrs and answers every later getxattr/listxattr itself (EOPNOTSUPP),
+ * so `ls -l` and security.* checks cost no round trip. Otherwise the answer comes from the table.
+ */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Session* s = session_of(req);
+  count(s, C_GETXATTR);
+  if (!s->has_xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  const ClipXattr* x = clip_table_xattr(&s->table, (uint32_t)index, name);
+  if (!x) return (void)fuse_reply_err(req, ENODATA);
+  if (size == 0) return (void)fuse_reply_xattr(req, x->value_len);
+  if (size < x->value_len) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, s->table.blob + x->value_off, x->value_len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Session* s = session_of(req);
+  count(s, C_LISTXATTR);
+  if (!s->has_xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  int64_t index = index_of(s, ino);
+  if (index < 0) return (void)fuse_reply_err(req, ENOENT);
+  const ClipInode* inode = &s->table.inodes[index];
+  size_t total = 0;
+  for (uint32_t i = 0; i < inode->xattr_count; i++) total += s->table.xattrs[inode->xattr_first + i].name_len + 1;
+  if (size == 0) return (void)fuse_reply_xattr(req, total);
+  if (size < total) return (void)fuse_reply_err(req, ERANGE);
+  char* buf = malloc(total ? total : 1);
+  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  size_t used = 0;
+  for (uint32_t i = 0; i < inode->xattr_count; i++) {
+    const ClipXattr* x = &s->table.xattrs[inode->xattr_first + i];
+    memcpy(buf + used, s->table.blob + x->name_off, x->name_len);
+    used += x->name_len;
+    buf[used++] = '\0';
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  Session* s = session_of(req);
+  if (index_of(s, ino) < 0) return (void)fuse_reply_err(req, ENOENT);
+  fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+static const struct fuse_lowlevel_ops OPS = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release_any,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_release_any,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .access = op_access,
+};
+
+/* ---- the loop thread ---- */
+
+static void* loop_main(void* arg) {
+  Session* s = arg;
+  struct fuse_loop_config* config = fuse_loop_cfg_create();
+  if (config) {
+    fuse_loop_cfg_set_max_threads(config, 16);
+    fuse_session_loop_mt(s->se, config);
+    fuse_loop_cfg_destroy(config);
+  }
+  drop_ref(s);
+  return NULL;
+}
+
+/* ---- JavaScript side ---- */
+
+#define CHECK(env, call)                                                      \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      napi_throw_error((env), NULL, "clip_fuse: " #call " failed");          \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+/* Runs on the JavaScript thread for each parked read: onRead(id, inodeIndex, offset, length). */
+static void call_js(napi_env env, napi_value js_cb, void* context, void* data) {
+  Session* s = context;
+  double id = (double)(uintptr_t)data;
+  pthread_mutex_lock(&s->lock);
+  Slot* slot = slot_find(s, id);
+  Slot copy = slot ? *slot : (Slot){0};
+  int closed = s->closed;
+  pthread_mutex_unlock(&s->lock);
+  if (!slot) return;
+  if (env == NULL || js_cb == NULL || closed) return fail_slot(s, id, EIO);
+  napi_value args[4], undefined, ignored;
+  if (napi_create_double(env, id, &args[0]) != napi_ok || napi_create_uint32(env, copy.ino, &args[1]) != napi_ok ||
+      napi_create_double(env, (double)copy.offset, &args[2]) != napi_ok || napi_create_uint32(env, copy.size, &args[3]) != napi_ok ||
+      napi_get_undefined(env, &undefined) != napi_ok || napi_call_function(env, undefined, js_cb, 4, args, &ignored) != napi_ok) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    fail_slot(s, id, EIO);
+  }
+}
+
+static void close_session(Session* s) {
+  pthread_mutex_lock(&s->lock);
+  int was_closed = s->closed;
+  s->closed = 1;
+  if (!was_closed) napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void finalize_handle(napi_env env, void* data, void* hint) {
+  (void)env, (void)hint;
+  Session* s = data;
+  close_session(s);
+  drop_ref(s);
+}
+
+static int get_string(napi_env env, napi_value value, char* out, size_t size) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, out, size, &length) != napi_ok || length + 1 >= size) {
+    napi_throw_type_error(env, NULL, "clip_fuse: expected a string shorter than 4096 bytes");
+    return 0;
+  }
+  return 1;
+}
+
+static int get_bytes(napi_env env, napi_value value, void** data, size_t* length) {
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "clip_fuse: expected a Uint8Array");
+    return 0;
+  }
+  return 1;
+}
+
+static Session* unwrap_session(napi_env env, napi_value value) {
+  void* data = NULL;
+  if (napi_unwrap(env, value, &data) != napi_ok || !data) {
+    napi_throw_type_error(env, NULL, "clip_fuse: not a FUSE session");
+    return NULL;
+  }
+  return data;
+}
+
+/* validate(table: Uint8Array): string | null — why the table is refused, or null. */
+static napi_value js_validate(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void* bytes;
+  size_t length;
+  if (argc < 1 || !get_bytes(env, argv[0], &bytes, &length)) return NULL;
+  ClipTable table;
+  const char* error = clip_table_load(&table, bytes, length);
+  if (error) {
+    CHECK(env, napi_create_string_utf8(env, error, NAPI_AUTO_LENGTH, &result));
+    return result;
+  }
+  /* Walk what was accepted, so a fuzzer (and AddressSanitizer) sees every access the server makes. */
+  for (uint32_t i = 0; i < table.header->inode_count; i++) {
+    const ClipInode* inode = &table.inodes[i];
+    for (uint32_t j = 0; (inode->mode & S_IFMT) == S_IFDIR && j < inode->count; j++) {
+      const ClipEntry* e = &table.entries[inode->first + j];
+      if (clip_table_lookup(&table, i, table.blob + e->name_off, e->name_len) < 0) {
+        clip_table_free(&table);
+        CHECK(env, napi_create_string_utf8(env, "an entry cannot be looked up", NAPI_AUTO_LENGTH, &result));
+        return result;
+      }
+    }
+  }
+  clip_table_free(&table);
+  CHECK(env, napi_get_null(env, &result));
+  return result;
+}
+
+/*
+ * mount(table, mountPoint, options, debug, onRead): a session serving `mountPoint` (a directory,
+ * or /dev/fd/N for an open /dev/fuse descriptor, which is duplicated: the caller keeps its own).
+ */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "clip_fuse: mount needs 5 arguments");
+    return NULL;
+  }
+  void* bytes;
+  size_t length;
+  char mount_point[4096], options[4096];
+  bool debug = false;
+  if (!get_bytes(env, argv[0], &bytes, &length) || !get_string(env, argv[1], mount_point, sizeof mount_point) ||
+      !get_string(env, argv[2], options, sizeof options)) {
+    return NULL;
+  }
+  CHECK(env, napi_get_value_bool(env, argv[3], &debug));
+
+  Session* s = calloc(1, sizeof *s);
+  if (!s) {
+    napi_throw_error(env, NULL, "clip_fuse: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  const char* error = clip_table_load(&s->table, bytes, length);
+  if (error) {
+    session_free(s);
+    napi_throw_error(env, "EINVAL", error);
+    return NULL;
+  }
+  s->has_xattrs = s->table.header->xattr_count > 0;
+
+  char* args_v[] = {"clip", "-o", options, debug ? "-d" : NULL, NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, args_v);
+  s->se = fuse_session_new(&args, &OPS, sizeof OPS, s);
+  if (!s->se) {
+    session_free(s);
+    napi_throw_error(env, "EINVAL", "clip_fuse: libfuse refused the mount options");
+    return NULL;
+  }
+  int adopted = -1;
+  unsigned fd_number;
+  int consumed = 0;
+  if (sscanf(mount_point, "/dev/fd/%u%n", &fd_number, &consumed) == 1 && mount_point[consumed] == '\0') {
+    adopted = fcntl((int)fd_number, F_DUPFD_CLOEXEC, 3);
+    if (adopted < 0) {
+      session_free(s);
+      napi_throw_error(env, "EBADF", "clip_fuse: the /dev/fuse descriptor to adopt is not open");
+      return NULL;
+    }
+    snprintf(mount_point, sizeof mount_point, "/dev/fd/%d", adopted);
+  }
+  if (fuse_session_mount(s->se, mount_point) != 0) {
+    if (adopted >= 0) close(adopted);
+    session_free(s);
+    napi_throw_error(env, "EMOUNT", "clip_fuse: mount failed (see stderr)");
+    return NULL;
+  }
+
+  napi_value name, handle;
+  CHECK(env, napi_create_string_utf8(env, "clip_fuse.read", NAPI_AUTO_LENGTH, &name));
+  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
+    fuse_session_unmount(s->se);
+    session_free(s);
+    napi_throw_error(env, NULL, "clip_fuse: cannot create the read callback");
+    return NULL;
+  }
+  s->refs = 2; /* the loop thread and the JavaScript handle */
+  CHECK(env, napi_create_object(env, &handle));
+  if (napi_wrap(env, handle, s, finalize_handle, NULL, NULL) != napi_ok) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_unmount(s->se);
+    session_free(s);
+    napi_throw_error(env, NULL, "clip_fuse: cannot wrap the session");
+    return NULL;
+  }
+  /* The loop threads take no signals: Node.js handles them on its own thread. */
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  pthread_t thread;
+  int started = pthread_create(&thread, NULL, loop_main, s);
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+  if (started != 0) {
+    close_session(s);
+    fuse_session_unmount(s->se);
+    s->refs--; /* no loop thread; the handle's finalizer drops the last reference */
+    napi_throw_error(env, NULL, "clip_fuse: cannot start the loop thread");
+    return NULL;
+  }
+  pthread_detach(thread);
+  return handle;
+}
+
+/* Finds and frees the slot of a read JavaScript answers; NULL when the id is stale. */
+static fuse_req_t claim(Session* s, double id, uint32_t* size) {
+  pthread_mutex_lock(&s->lock);
+  Slot* slot = slot_find(s, id);
+  fuse_req_t req = NULL;
+  if (slot) {
+    *size = slot->size;
+    req = slot_release(s, slot);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return req;
+}
+
+/* reply(session, id, data): answers a read; false when the id is unknown or already answered. */
+static napi_value js_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "clip_fuse: reply needs 3 arguments");
+    return NULL;
+  }
+  Session* s = unwrap_session(env, argv[0]);
+  double id;
+  void* data;
+  size_t length;
+  if (!s || napi_get_value_double(env, argv[1], &id) != napi_ok || !get_bytes(env, argv[2], &data, &length)) return NULL;
+  uint32_t size = 0;
+  fuse_req_t req = claim(s, id, &size);
+  if (req) {
+    fuse_reply_buf(req, data, length < size ? length : size);
+    drop_ref(s);
+  }
+  CHECK(env, napi_get_boolean(env, req != NULL, &result));
+  return result;
+}
+
+/* replyError(session, id, errno): answers a read with an error. */
+static napi_value js_reply_error(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 3 ? NULL : unwrap_session(env, argv[0]);
+  double id;
+  int32_t error;
+  if (!s || napi_get_value_double(env, argv[1], &id) != napi_ok || napi_get_value_int32(env, argv[2], &error) != napi_ok) return NULL;
+  if (error <= 0 || error > 4095) error = EIO;
+  uint32_t size = 0;
+  fuse_req_t req = claim(s, id, &size);
+  if (req) {
+    fuse_reply_err(req, error);
+    drop_ref(s);
+  }
+  CHECK(env, napi_get_boolean(env, req != NULL, &result));
+  return result;
+}
+
+/* close(session): no more calls into JavaScript (later reads answer EIO); the loop ends with the
+ * kernel connection, once the mount is detached and the last open file is closed. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  close_session(s);
+  return NULL;
+}
+
+/* counters(session): how many requests of each kind the server answered (tests, benchmarks). */
+static napi_value js_counters(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, value;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  CHECK(env, napi_create_object(env, &result));
+  for (int i = 0; i < C_COUNT; i++) {
+    CHECK(env, napi_create_double(env, (double)__atomic_load_n(&s->counters[i], __ATOMIC_RELAXED), &value));
+    CHECK(env, napi_set_named_property(env, result, COUNTER_NAMES[i], value));
+  }
+  return result;
+}
+
+/*
+ * openMount(mountPoint, options): opens /dev/fuse and mounts it read-only at `mountPoint` itself
+ * (mount(2), so root or CAP_SYS_ADMIN), returning the descriptor. What a process that keeps
+ * connections across restarts does; mount() then serves it as /dev/fd/N.
+ */
+static napi_value js_open_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char mount_point[4096], extra[1024], data[1200];
+  if (argc < 2 || !get_string(env, argv[0], mount_point, sizeof mount_point) || !get_string(env, argv[1], extra, sizeof extra)) return NULL;
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    napi_throw_error(env, "EOPEN", strerror(errno));
+    return NULL;
+  }
+  snprintf(data, sizeof data, "fd=%d,rootmode=40000,user_id=%u,group_id=%u%s%s", fd, (unsigned)getuid(), (unsigned)getgid(),
+           extra[0] ? "," : "", extra);
+  if (mount("clip", mount_point, "fuse.clip", MS_RDONLY | MS_NOSUID | MS_NODEV, data) != 0) {
+    int error = errno;
+    close(fd);
+    napi_throw_error(env, "EMOUNT", strerror(error));
+    return NULL;
+  }
+  CHECK(env, napi_create_int32(env, fd, &result));
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  static const struct {
+    const char* name;
+    napi_callback fn;
+  } functions[] = {{"validate", js_validate}, {"mount", js_mount},     {"reply", js_reply},        {"replyError", js_reply_error},
+                   {"close", js_close},       {"counters", js_counters}, {"openMount", js_open_mount}};
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok) return NULL;
+  }
+  return exports;
+}

@@ -1,0 +1,44 @@
+import { loadAddon } from '../native-addon.js';
+
+/** A native FUSE session (native/clip_fuse.c); opaque to JavaScript. */
+export interface FuseSession {
+  readonly __brand: 'FuseSession';
+}
+
+/** Requests the native server answered, by kind (`readToJs`: reads handed to JavaScript). */
+export interface FuseCounters {
+  readonly lookup: number;
+  readonly getattr: number;
+  readonly readdir: number;
+  readonly readdirplus: number;
+  readonly getxattr: number;
+  readonly listxattr: number;
+  readonly open: number;
+  readonly read: number;
+  readonly readToJs: number;
+}
+
+/** Called on the JavaScript thread for each read the server hands over; answer with reply/replyError. */
+export type ReadRequest = (id: number, inode: number, offset: number, length: number) => void;
+
+export interface ClipFuseAddon {
+  /** Why the native side refuses a FUSE table, or null when it accepts it. */
+  validate(table: Uint8Array): string | null;
+  /** Serves `mountPoint` (a directory it mounts, or `/dev/fd/N`: an open /dev/fuse descriptor, duplicated). */
+  mount(table: Uint8Array, mountPoint: string, options: string, debug: boolean, onRead: ReadRequest): FuseSession;
+  /** False when the read was already answered (or never existed). */
+  reply(session: FuseSession, id: number, data: Uint8Array): boolean;
+  replyError(session: FuseSession, id: number, errno: number): boolean;
+  /** No more reads go to JavaScript (they answer EIO); the loop ends with the kernel connection. */
+  close(session: FuseSession): void;
+  counters(session: FuseSession): FuseCounters;
+  /** Opens /dev/fuse and mounts it read-only at `mountPoint` (needs root); returns the descriptor. */
+  openMount(mountPoint: string, options: string): number;
+}
+
+let addon: ClipFuseAddon | undefined;
+
+export function clipFuse(): ClipFuseAddon {
+  addon ??= loadAddon('clip_fuse') as ClipFuseAddon;
+  return addon;
+}
