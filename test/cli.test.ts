@@ -114,7 +114,7 @@ describe('clip command line', () => {
     const mount = await startClipMount(archive, mountPoint);
     try {
       assert.equal(await readFile(join(mountPoint, 'a.txt'), 'utf8'), 'A\n');
-      assert.equal((await run('fusermount', ['-u', mountPoint])).code, 0);
+      assert.equal((await run('fusermount3', ['-u', mountPoint])).code, 0);
       // Not a timing check: without the watch the command would never end.
       const result = await Promise.race([mount.exited, delay(30_000).then(() => undefined)]);
       assert.ok(result, 'clip mount still runs after its mount was removed');

@@ -125,7 +125,7 @@ export async function unmountAll(path: string): Promise<void> {
 export async function detachFuse(path: string): Promise<void> {
   const target = resolve(path);
   for (let attempt = 0; attempt < 10 && (await isMountPoint(target)); attempt++) {
-    const result = await runCommand('fusermount', ['-uz', target]);
+    const result = await runCommand('fusermount3', ['-uz', target]);
     if (result.code !== 0) await runCommand('umount', ['--no-canonicalize', '-l', target]);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Whether the node plugin can serve volumes: its state and cache directories are writable and
- * FUSE is usable (/dev/fuse opens for reading and writing, fusermount is on the PATH), and the
+ * FUSE is usable (/dev/fuse opens for reading and writing, fusermount3 is on the PATH), and the
  * state left by an earlier process has been reconciled.
  */
 import { randomBytes } from 'node:crypto';
@@ -34,7 +34,7 @@ export async function checkReadiness(options: ReadinessOptions): Promise<Readine
   } catch (err) {
     problems.push(`FUSE device ${device} is not usable: ${(err as Error).message}`);
   }
-  if (!(await onPath('fusermount')) && !(await onPath('fusermount3'))) problems.push('fusermount is not on the PATH');
+  if (!(await onPath('fusermount3'))) problems.push('fusermount3 is not on the PATH');
   return { ready: problems.length === 0, problems };
 }
 

@@ -58,7 +58,7 @@ export function registerMount(program: Command): void {
         // before the mount is gone.
         process.on('SIGINT', () => stop({ signal: 'SIGINT' }));
         process.on('SIGTERM', () => stop({ signal: 'SIGTERM' }));
-        // `fusermount -u` or `umount` from outside ends the command too, as with other FUSE tools.
+        // `fusermount3 -u` or `umount` from outside ends the command too, as with other FUSE tools.
         watchMount(handle.mountPoint, () => stop({ unmountedElsewhere: true })).then(
           (cancel) => {
             stopWatching = cancel;
@@ -67,8 +67,9 @@ export function registerMount(program: Command): void {
           (err: Error) => logJson('warn', 'cannot watch the mount table', { mountPoint: handle.mountPoint, error: err.message }),
         );
       });
-      // fuse-native releases its native thread only when its own unmount succeeds; after a mount
-      // was removed from outside nothing else would let the process end.
+      // Exit explicitly: the kernel connection of a lazily detached mount lives on while files
+      // are held open (its native loop thread answers them with EIO), and nothing else should
+      // keep the command alive once its mount is gone.
       process.exit(process.exitCode ?? 0);
     });
 }
