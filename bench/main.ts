@@ -12,7 +12,7 @@ import { startRegistry, type RegistryHandle } from '../test/harness/registry.js'
 import type { BenchContext, PushedBenchImage, PushedLayerImage } from './context.js';
 import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLayer, type BenchImage } from './images.js';
 import { machineInfo } from './machine.js';
-import { measureFuse } from './measure-fuse.js';
+import { measureFuse, measureFuseTree } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureNodePlugin } from './measure-node.js';
 import { measureTtfb } from './measure-ttfb.js';
@@ -115,12 +115,13 @@ try {
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
 
   const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPullMs: [] } };
-  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin' };
+  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', fusetree: '4. Reads through FUSE', node: '5. Node plugin' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
     ['size', '2. index size', () => measureIndexSize(ctx, indexes)],
     ['ttfb', '3. time to first byte', () => measureTtfb(ctx)],
     ['fuse', '4. reads through FUSE', () => measureFuse(ctx)],
+    ['fusetree', '4b. whole-tree metadata and concurrent cold reads through FUSE', () => measureFuseTree(ctx)],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
   ];
   for (const [id, title, step] of steps) {
