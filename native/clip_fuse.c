@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clip_fuse_table.h"
@@ -47,8 +49,33 @@ typedef struct {
   uint64_t offset;
 } Slot;
 
-enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_READ, C_READ_JS, C_COUNT };
-static const char* const COUNTER_NAMES[C_COUNT] = {"lookup", "getattr", "readdir", "readdirplus", "getxattr", "listxattr", "open", "read", "readToJs"};
+enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_READ, C_READ_JS, C_READ_DISK, C_COUNT };
+static const char* const COUNTER_NAMES[C_COUNT] = {"lookup",    "getattr", "readdir", "readdirplus", "getxattr",    "listxattr",
+                                                   "open",      "read",    "readToJs", "readFromDisk"};
+
+/* Disk cache entries the server reads itself, at most (each holds a descriptor). */
+#define MAX_PUBLISHED 256
+
+/*
+ * A disk cache entry JavaScript has checked the header of (docs/cache.md): the server reads the
+ * blocks a READ needs from it and checks each against its sha256, as JavaScript would. `refs`
+ * (under the session lock): one while published, one per read using it.
+ */
+typedef struct {
+  int fd;
+  uint32_t block_bytes;
+  uint64_t length;
+  uint64_t data_offset;
+  unsigned char* digests; /* 32 bytes per block */
+  int refs;
+} DiskEntry;
+
+/* The spans of one blob (a layer, the data section): span i is [ends[i-1], ends[i]). */
+typedef struct {
+  uint32_t count;
+  uint64_t* ends;
+  DiskEntry** entries; /* the published entry of each span, or NULL */
+} BlobLayout;
 
 typedef struct {
   ClipTable table;
@@ -63,12 +90,34 @@ typedef struct {
   uint32_t* free_slots;
   uint32_t free_count;
   uint64_t counters[C_COUNT];
+  BlobLayout* blobs;
+  uint32_t blob_count;
+  uint64_t published[MAX_PUBLISHED]; /* (blob << 32 | span) in publishing order, a ring */
+  uint32_t published_head, published_count;
+  uint8_t* read_once; /* a bit per inode: read natively at least once (JavaScript times first reads) */
 } Session;
 
 static void count(Session* s, int which) { __atomic_fetch_add(&s->counters[which], 1, __ATOMIC_RELAXED); }
 
+/* Under s->lock (or with no other user left). */
+static void entry_unref(DiskEntry* e) {
+  if (--e->refs > 0) return;
+  close(e->fd);
+  free(e->digests);
+  free(e);
+}
+
 static void session_free(Session* s) {
   if (s->se) fuse_session_destroy(s->se);
+  for (uint32_t b = 0; b < s->blob_count; b++) {
+    for (uint32_t i = 0; s->blobs[b].entries && i < s->blobs[b].count; i++) {
+      if (s->blobs[b].entries[i]) entry_unref(s->blobs[b].entries[i]);
+    }
+    free(s->blobs[b].ends);
+    free(s->blobs[b].entries);
+  }
+  free(s->blobs);
+  free(s->read_once);
   clip_table_free(&s->table);
   free(s->slots);
   free(s->free_slots);
@@ -314,6 +363,115 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
+static int pread_full(int fd, unsigned char* buf, size_t length, uint64_t offset) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = pread(fd, buf + done, length - done, (off_t)(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    done += (size_t)n;
+  }
+  return 1;
+}
+
+/*
+ * Copies bytes [rel, rel + length) of span `span` into `out` from its published disk cache entry,
+ * reading the blocks they touch and checking each against its digest. 0 when the span has no
+ * entry or a check fails: the entry is then withdrawn, and JavaScript, which finds and removes
+ * the damage, answers.
+ */
+static int read_span_part(Session* s, BlobLayout* blob, uint32_t span, uint64_t rel, uint64_t length, unsigned char* out) {
+  pthread_mutex_lock(&s->lock);
+  DiskEntry* e = blob->entries[span];
+  if (e) e->refs++;
+  pthread_mutex_unlock(&s->lock);
+  if (!e) return 0;
+  uint64_t first = rel / e->block_bytes, last = (rel + length - 1) / e->block_bytes;
+  uint64_t start = first * e->block_bytes, end = (last + 1) * e->block_bytes;
+  if (end > e->length) end = e->length;
+  /* An entry deleted from the cache (evicted, replaced) gives way: its space must be freed. */
+  struct stat st;
+  unsigned char* buf = fstat(e->fd, &st) == 0 && st.st_nlink > 0 ? malloc(end - start) : NULL;
+  int ok = buf && pread_full(e->fd, buf, end - start, e->data_offset + start);
+  for (uint64_t k = first; ok && k <= last; k++) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    uint64_t block_start = k * e->block_bytes;
+    uint64_t block_end = block_start + e->block_bytes < e->length ? block_start + e->block_bytes : e->length;
+    SHA256(buf + (block_start - start), block_end - block_start, digest);
+    ok = memcmp(digest, e->digests + 32 * k, 32) == 0;
+  }
+  if (ok) memcpy(out, buf + (rel - start), length);
+  free(buf);
+  pthread_mutex_lock(&s->lock);
+  int withdraw = !ok && blob->entries[span] == e;
+  if (withdraw) blob->entries[span] = NULL;
+  e->refs -= withdraw; /* the publication's reference; ours is still held, so this frees nothing */
+  entry_unref(e);
+  pthread_mutex_unlock(&s->lock);
+  return ok;
+}
+
+/* Events posted to JavaScript carry this bit; read slot ids never do. */
+#define EVENT_FIRST_READ (1ull << 63)
+
+/*
+ * The first native read of a file in this mount: JavaScript records it as its own first reads
+ * (clip_first_read_duration_seconds) unless it read the file already. Holds a reference until
+ * JavaScript has seen it.
+ */
+static void note_first_read(Session* s, uint32_t index, uint64_t micros) {
+  uint8_t bit = (uint8_t)(1u << (index & 7));
+  if (!s->read_once || (__atomic_fetch_or(&s->read_once[index >> 3], bit, __ATOMIC_RELAXED) & bit)) return;
+  if (micros > 0x7fffffff) micros = 0x7fffffff;
+  pthread_mutex_lock(&s->lock);
+  if (!s->closed) {
+    s->refs++;
+    void* event = (void*)(uintptr_t)(EVENT_FIRST_READ | micros << 32 | index);
+    if (napi_call_threadsafe_function(s->tsfn, event, napi_tsfn_nonblocking) != napi_ok) s->refs--;
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+static uint64_t now_micros(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Answers a READ from published disk cache entries when they hold the whole range; 0 otherwise. */
+static int read_from_disk(Session* s, fuse_req_t req, const ClipInode* inode, uint64_t off, uint32_t length) {
+  uint64_t started = now_micros();
+  if (inode->blob >= s->blob_count) return 0;
+  BlobLayout* blob = &s->blobs[inode->blob];
+  uint64_t from = inode->base + off, to = from + length;
+  if (from < inode->base) return 0;
+  uint32_t span = 0, high = blob->count;
+  while (span < high) {
+    uint32_t middle = span + (high - span) / 2;
+    if (blob->ends[middle] > from) high = middle;
+    else span = middle + 1;
+  }
+  unsigned char* out = malloc(length);
+  int ok = out != NULL;
+  for (uint64_t at = from; ok && at < to; span++) {
+    if (span >= blob->count) {
+      ok = 0;
+      break;
+    }
+    uint64_t span_start = span ? blob->ends[span - 1] : 0;
+    uint64_t part_end = blob->ends[span] < to ? blob->ends[span] : to;
+    ok = read_span_part(s, blob, span, at - span_start, part_end - at, out + (at - from));
+    at = part_end;
+  }
+  if (ok) {
+    fuse_reply_buf(req, (const char*)out, length);
+    count(s, C_READ_DISK);
+    note_first_read(s, (uint32_t)(inode - s->table.inodes), now_micros() - started);
+  }
+  free(out);
+  return ok;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   (void)fi;
   Session* s = session_of(req);
@@ -326,6 +484,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if ((uint64_t)off >= inode->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
   uint64_t left = inode->size - (uint64_t)off;
   uint32_t length = (uint32_t)(size < left ? size : left);
+  if (read_from_disk(s, req, inode, (uint64_t)off, length)) return;
   pthread_mutex_lock(&s->lock);
   if (s->closed) {
     pthread_mutex_unlock(&s->lock);
@@ -456,6 +615,19 @@ static void* loop_main(void* arg) {
 /* Runs on the JavaScript thread for each parked read: onRead(id, inodeIndex, offset, length). */
 static void call_js(napi_env env, napi_value js_cb, void* context, void* data) {
   Session* s = context;
+  uint64_t value = (uint64_t)(uintptr_t)data;
+  if (value & EVENT_FIRST_READ) {
+    /* onRead(0, inodeIndex, microseconds, 0): a file's first read was served natively. */
+    napi_value args[4], undefined, ignored;
+    if (env && js_cb && napi_create_uint32(env, 0, &args[0]) == napi_ok && napi_create_uint32(env, (uint32_t)value, &args[1]) == napi_ok &&
+        napi_create_uint32(env, (uint32_t)(value >> 32) & 0x7fffffffu, &args[2]) == napi_ok && napi_create_uint32(env, 0, &args[3]) == napi_ok &&
+        napi_get_undefined(env, &undefined) == napi_ok && napi_call_function(env, undefined, js_cb, 4, args, &ignored) != napi_ok) {
+      napi_value exception;
+      napi_get_and_clear_last_exception(env, &exception);
+    }
+    drop_ref(s);
+    return;
+  }
   double id = (double)(uintptr_t)data;
   pthread_mutex_lock(&s->lock);
   Slot* slot = slot_find(s, id);
@@ -547,16 +719,62 @@ static napi_value js_validate(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Reads layouts (an array of Float64Array span ends, each strictly increasing) into s->blobs. */
+static int get_layouts(napi_env env, napi_value array, Session* s) {
+  uint32_t count;
+  if (napi_get_array_length(env, array, &count) != napi_ok || count > 1u << 20) {
+    napi_throw_type_error(env, NULL, "clip_fuse: layouts must be an array");
+    return 0;
+  }
+  s->blobs = calloc(count ? count : 1, sizeof *s->blobs);
+  if (!s->blobs) {
+    napi_throw_error(env, NULL, "clip_fuse: out of memory");
+    return 0;
+  }
+  s->blob_count = count;
+  for (uint32_t b = 0; b < count; b++) {
+    napi_value element;
+    napi_typedarray_type type;
+    size_t length;
+    void* data;
+    if (napi_get_element(env, array, b, &element) != napi_ok ||
+        napi_get_typedarray_info(env, element, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array ||
+        length > UINT32_MAX) {
+      napi_throw_type_error(env, NULL, "clip_fuse: each layout must be a Float64Array");
+      return 0;
+    }
+    BlobLayout* blob = &s->blobs[b];
+    blob->ends = malloc((length ? length : 1) * sizeof *blob->ends);
+    blob->entries = calloc(length ? length : 1, sizeof *blob->entries);
+    if (!blob->ends || !blob->entries) {
+      napi_throw_error(env, NULL, "clip_fuse: out of memory");
+      return 0;
+    }
+    const double* ends = data;
+    for (size_t i = 0; i < length; i++) {
+      double previous = i ? ends[i - 1] : 0;
+      if (!(ends[i] > previous && ends[i] <= 9007199254740992.0)) {
+        napi_throw_range_error(env, NULL, "clip_fuse: span ends must increase");
+        return 0;
+      }
+      blob->ends[i] = (uint64_t)ends[i];
+    }
+    blob->count = (uint32_t)length;
+  }
+  return 1;
+}
+
 /*
- * mount(table, mountPoint, options, debug, onRead): a session serving `mountPoint` (a directory,
- * or /dev/fd/N for an open /dev/fuse descriptor, which is duplicated: the caller keeps its own).
+ * mount(table, mountPoint, options, debug, onRead, layouts): a session serving `mountPoint` (a
+ * directory, or /dev/fd/N for an open /dev/fuse descriptor, which is duplicated: the caller
+ * keeps its own). `layouts`: the span ends of each blob, for reads served from the disk cache.
  */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5) {
-    napi_throw_type_error(env, NULL, "clip_fuse: mount needs 5 arguments");
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "clip_fuse: mount needs 6 arguments");
     return NULL;
   }
   void* bytes;
@@ -582,6 +800,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->has_xattrs = s->table.header->xattr_count > 0;
+  s->read_once = calloc(s->table.header->inode_count / 8 + 1, 1);
+  if (!get_layouts(env, argv[5], s)) {
+    session_free(s);
+    return NULL;
+  }
 
   char* args_v[] = {"clip", "-o", options, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, args_v);
@@ -714,6 +937,68 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * publishDiskEntry(session, blob, span, path, blockBytes, length, dataOffset, digests): the span's
+ * bytes are in this disk cache entry, whose header JavaScript checked; the server reads it itself
+ * from now on (checking each block). False when refused (a mismatch with the layout, no file).
+ */
+static napi_value js_publish(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 8 ? NULL : unwrap_session(env, argv[0]);
+  uint32_t blob_index, span, block_bytes;
+  double length, data_offset;
+  char path[4096];
+  void* digests;
+  size_t digests_length;
+  if (!s || napi_get_value_uint32(env, argv[1], &blob_index) != napi_ok || napi_get_value_uint32(env, argv[2], &span) != napi_ok ||
+      !get_string(env, argv[3], path, sizeof path) || napi_get_value_uint32(env, argv[4], &block_bytes) != napi_ok ||
+      napi_get_value_double(env, argv[5], &length) != napi_ok || napi_get_value_double(env, argv[6], &data_offset) != napi_ok ||
+      !get_bytes(env, argv[7], &digests, &digests_length)) {
+    return NULL;
+  }
+  int accepted = 0;
+  BlobLayout* blob = blob_index < s->blob_count ? &s->blobs[blob_index] : NULL;
+  uint64_t span_length = blob && span < blob->count ? blob->ends[span] - (span ? blob->ends[span - 1] : 0) : 0;
+  if (span_length > 0 && length == (double)span_length && block_bytes >= 4096 && block_bytes <= (16u << 20) &&
+      data_offset >= 0 && data_offset <= 9007199254740992.0 && digests_length == 32 * ((span_length + block_bytes - 1) / block_bytes)) {
+    DiskEntry* e = calloc(1, sizeof *e);
+    unsigned char* copy = malloc(digests_length);
+    int fd = e && copy ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+      memcpy(copy, digests, digests_length);
+      *e = (DiskEntry){fd, block_bytes, span_length, (uint64_t)data_offset, copy, 1};
+      pthread_mutex_lock(&s->lock);
+      DiskEntry* old = blob->entries[span];
+      blob->entries[span] = e;
+      if (old) {
+        entry_unref(old);
+      } else {
+        if (s->published_count == MAX_PUBLISHED) {
+          /* The oldest publication gives way (its descriptor is closed once no read uses it). */
+          uint64_t oldest = s->published[s->published_head];
+          s->published_head = (s->published_head + 1) % MAX_PUBLISHED;
+          s->published_count--;
+          BlobLayout* victim = &s->blobs[oldest >> 32];
+          DiskEntry** slot = &victim->entries[(uint32_t)oldest];
+          if (*slot) entry_unref(*slot);
+          *slot = NULL;
+        }
+        s->published[(s->published_head + s->published_count) % MAX_PUBLISHED] = (uint64_t)blob_index << 32 | span;
+        s->published_count++;
+      }
+      pthread_mutex_unlock(&s->lock);
+      accepted = 1;
+    } else {
+      free(e);
+      free(copy);
+    }
+  }
+  CHECK(env, napi_get_boolean(env, accepted, &result));
+  return result;
+}
+
 /* counters(session): how many requests of each kind the server answered (tests, benchmarks). */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -762,7 +1047,8 @@ NAPI_MODULE_INIT() {
     const char* name;
     napi_callback fn;
   } functions[] = {{"validate", js_validate}, {"mount", js_mount},     {"reply", js_reply},        {"replyError", js_reply_error},
-                   {"close", js_close},       {"counters", js_counters}, {"openMount", js_open_mount}};
+                   {"close", js_close},       {"counters", js_counters}, {"openMount", js_open_mount},
+                   {"publishDiskEntry", js_publish}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok) return NULL;

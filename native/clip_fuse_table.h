@@ -4,7 +4,7 @@
  * width, so the server indexes it without parsing:
  *
  *   header   magic "CLPF", version, inode count, entry count, xattr count, blob bytes, total blocks
- *   inodes   64 bytes each, index = archive inode index (FUSE inode number = index + 1)
+ *   inodes   80 bytes each, index = archive inode index (FUSE inode number = index + 1)
  *   entries  12 bytes each; a directory's entries are one run, sorted by name bytes
  *   xattrs   16 bytes each; an inode's xattrs are one run
  *   blob     names, symlink targets, xattr names and values
@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define CLIP_TABLE_MAGIC 0x46504c43u /* "CLPF" */
-#define CLIP_TABLE_VERSION 1u
+#define CLIP_TABLE_VERSION 2u
 #define CLIP_NAME_MAX 255u
 #define CLIP_XATTR_VALUE_MAX 65536u
 
@@ -36,6 +36,9 @@ typedef struct {
   uint32_t count;       /* directory: entry count; symlink: target length */
   uint32_t xattr_first, xattr_count;
   uint32_t parent;      /* directory: parent's inode index (the root's is 0) */
+  uint32_t blob;        /* regular file: the blob (layer) holding its bytes */
+  uint32_t reserved;
+  uint64_t base;        /* regular file: offset of its first byte in that blob */
 } ClipInode;
 
 typedef struct {
@@ -47,7 +50,7 @@ typedef struct {
 } ClipXattr;
 
 _Static_assert(sizeof(ClipTableHeader) == 32, "header layout");
-_Static_assert(sizeof(ClipInode) == 64, "inode layout");
+_Static_assert(sizeof(ClipInode) == 80, "inode layout");
 _Static_assert(sizeof(ClipEntry) == 12, "entry layout");
 _Static_assert(sizeof(ClipXattr) == 16, "xattr layout");
 

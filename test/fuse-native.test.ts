@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync } from 'node:fs';
-import { link, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -158,6 +159,59 @@ describe('native FUSE front end', () => {
       assert.equal(some.stdout.trim().split('\n').length, 3);
       assert.match((await run('stat', [join(dir, 'entry-100000')])).stderr, /No such file or directory/);
     });
+  });
+
+  test('reads of spans in the disk cache are served natively, every block checked', async () => {
+    const source = join(work, 'disk-source');
+    await mkdir(source, { recursive: true });
+    const data = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    await writeFile(join(source, 'data.bin'), data);
+    const file = join(work, 'disk.clip');
+    await createArchive({ inputPath: source, outputPath: file });
+    const cacheDir = join(work, 'disk-cache');
+    const mountPoint = join(work, 'mnt-disk');
+    // No memory tier to speak of: every read the kernel sends goes to the disk cache or further.
+    const handle = await mountArchive({ archive: file, mountPoint, cacheDir, memoryCacheBytes: 1, readAheadSpans: 0 });
+    await handle.start();
+    const mounted = join(mountPoint, 'data.bin');
+    const expected = createHash('sha256').update(data).digest('hex');
+    const readAll = async (): Promise<string> => {
+      // Drop the file's pages first, so the kernel asks the server again.
+      assert.equal((await run('dd', [`if=${mounted}`, 'of=/dev/null', 'iflag=nocache', 'count=0', 'status=none'])).code, 0);
+      return (await run('sha256sum', [mounted])).stdout.split(' ')[0] ?? '';
+    };
+    const entries = async (): Promise<string[]> => (await run('find', [cacheDir, '-path', '*/entries/*', '-type', 'f'])).stdout.split('\n').filter((line) => line !== '');
+    try {
+      assert.equal(await readAll(), expected); // from the archive; the spans are written to the disk cache
+      for (let i = 0; i < 200 && (await entries()).length < 12; i++) await delay(50);
+      assert.equal((await entries()).length, 12, 'every 256 KiB span is in the disk cache');
+      assert.equal(await readAll(), expected); // JavaScript reads the entries, checks their headers, publishes them
+      const before = handle.counters();
+      assert.equal(await readAll(), expected);
+      const after = handle.counters();
+      assert.ok(before && after);
+      assert.equal(after.readToJs, before.readToJs, 'no read went to JavaScript');
+      assert.ok(after.readFromDisk > before.readFromDisk);
+
+      // A damaged block: the native check fails, JavaScript finds the damage, drops the entry and
+      // reads the span from the archive again.
+      // Damaged in place: the server reads the very file it opened.
+      const victim = await open((await entries())[0] as string, 'r+');
+      try {
+        const { size } = await victim.stat();
+        const byte = Buffer.alloc(1);
+        await victim.read(byte, 0, 1, size - 100);
+        byte[0] = (byte[0] as number) ^ 0xff;
+        await victim.write(byte, 0, 1, size - 100);
+      } finally {
+        await victim.close();
+      }
+      assert.equal(await readAll(), expected);
+      assert.ok((handle.counters()?.readToJs ?? 0) > after.readToJs, 'the damaged span went back to JavaScript');
+    } finally {
+      await handle.unmount();
+    }
   });
 
   test('a mount adopted from an open /dev/fuse descriptor (fuseFd) is served', async () => {

@@ -14,7 +14,7 @@ import { clipFuse } from '../src/clipcore/fuse/native-fuse.js';
  */
 
 const HEADER = 32;
-const INODE = 64;
+const INODE = 80;
 const ENTRY = 12;
 const XATTR = 16;
 
@@ -80,7 +80,7 @@ describe('FUSE table validation', () => {
   test('each kind of damage is refused with its reason', () => {
     refused((b) => b.subarray(0, 20), /shorter than its header/);
     refused((b) => void b.writeUInt32LE(0, 0), /magic/);
-    refused((b) => void b.writeUInt32LE(2, 4), /version/);
+    refused((b) => void b.writeUInt32LE(1, 4), /version/);
     refused((b) => b.subarray(0, b.length - 1), /length disagrees/);
     refused((b) => void b.writeUInt32LE(0xffffffff, 12), /length disagrees/);
     refused((b) => void b.writeUInt32LE(0o100644, inodeAt(0)), /root inode is not a directory/);

@@ -32,6 +32,9 @@ export interface DiskCacheOptions {
 
 export const DEFAULT_DISK_CACHE_BYTES = 10 * 1024 ** 3;
 
+/** An entry whose header was read and checked: the span key it holds, its file, its header. */
+export type EntryListener = (hash: string, path: string, header: EntryHeader) => void;
+
 /** Layout version: a change of layout or entry format uses a new root and leaves the old one alone. */
 const ROOT = 'v1';
 /** Evicting frees this share of the bound beyond what the new entry needs, so scans are rare. */
@@ -85,6 +88,7 @@ export class DiskCache implements ContentCache {
   private readonly metrics: ClipMetrics | undefined;
   /** Checked headers by key: an entry's later reads skip reading and checking its header. */
   private readonly headers = new Map<string, EntryHeader>();
+  private readonly entryListeners = new Set<EntryListener>();
   /** When this process last refreshed each entry's mtime (LRU recency), and those still to write. */
   private readonly touched = new Map<string, number>();
   private readonly pendingTouches = new Set<string>();
@@ -156,6 +160,16 @@ export class DiskCache implements ContentCache {
    * read whose header is not known yet fetch the header and the blocks it needs at once rather
    * than one after the other.
    */
+  /**
+   * Tells `listener` of each entry whose header this cache has just read and checked (the span
+   * key, the entry file, its header): the native FUSE server then reads that entry itself,
+   * checking the same block digests. Returns a function that stops the calls.
+   */
+  watchEntries(listener: EntryListener): () => void {
+    this.entryListeners.add(listener);
+    return () => this.entryListeners.delete(listener);
+  }
+
   async getContent(hash: string, offset: number, length: number, entryLength?: number): Promise<Buffer | undefined> {
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0)) return undefined;
     const key = fileKey(hash);
@@ -168,7 +182,7 @@ export class DiskCache implements ContentCache {
       return undefined;
     }
     try {
-      return await this.readEntry(key, path, fd, offset, length, entryLength);
+      return await this.readEntry(hash, key, path, fd, offset, length, entryLength);
     } catch (err) {
       this.warn('read', 'disk cache: an entry could not be read', err);
       return undefined;
@@ -180,7 +194,7 @@ export class DiskCache implements ContentCache {
   }
 
   /** getContent on an open entry file: a miss (undefined) for a range outside it or a failed check. */
-  private async readEntry(key: string, path: string, fd: number, offset: number, length: number, entryLength: number | undefined): Promise<Buffer | undefined> {
+  private async readEntry(hash: string, key: string, path: string, fd: number, offset: number, length: number, entryLength: number | undefined): Promise<Buffer | undefined> {
     const known = this.headers.get(key);
     if (known !== undefined) {
       const part = await readChecked(fd, known, offset, length, undefined);
@@ -211,6 +225,7 @@ export class DiskCache implements ContentCache {
     }
     if (this.headers.size >= HEADER_CACHE_LIMIT) this.headers.clear();
     this.headers.set(key, header);
+    for (const listener of this.entryListeners) listener(hash, path, header);
     this.recordUse(key);
     return part;
   }

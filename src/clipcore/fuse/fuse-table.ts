@@ -8,9 +8,9 @@ import { ClipError } from '../errors.js';
  */
 
 const MAGIC = 0x46504c43; // "CLPF"
-const VERSION = 1;
+const VERSION = 2;
 const HEADER_BYTES = 32;
-const INODE_BYTES = 64;
+const INODE_BYTES = 80;
 const ENTRY_BYTES = 12;
 const XATTR_BYTES = 16;
 const MAX_BLOB_BYTES = 0xffff_ffff;
@@ -97,6 +97,10 @@ export function encodeFuseTable(toc: Toc): Buffer {
     inodeBytes.writeUInt32LE(xattrAt, at + 52);
     inodeBytes.writeUInt32LE(inode.xattrs.length, at + 56);
     inodeBytes.writeUInt32LE(parents[index] as number, at + 60);
+    if (inode.type === 'file' && inode.location) {
+      inodeBytes.writeUInt32LE(inode.location.layer, at + 64);
+      inodeBytes.writeBigUInt64LE(BigInt(inode.location.offset), at + 72);
+    }
     for (const xattr of inode.xattrs) {
       const name = Buffer.from(xattr.name, 'utf8');
       const x = xattrAt++ * XATTR_BYTES;

@@ -6,7 +6,8 @@ import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.j
 import type { ByteSource } from '../source/byte-source.js';
 import { encodeFuseTable } from './fuse-table.js';
 import { forceUnmount, isMountPoint } from './mount-table.js';
-import { clipFuse, type FuseCounters, type FuseSession } from './native-fuse.js';
+import type { SpanLayout } from '../cache/spanned-blob.js';
+import { clipFuse, type ClipFuseAddon, type FuseCounters, type FuseSession } from './native-fuse.js';
 import { readHandler } from './read-handler.js';
 
 export interface MountArchiveOptions extends OpenArchiveOptions {
@@ -64,6 +65,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     events.emit('server-error', { error, operation, path } satisfies MountServerError);
   });
   let state: 'ready' | 'mounted' | 'closed' = 'ready';
+  let stopPublishing = (): void => undefined;
 
   const handle: MountHandle = {
     mountPoint,
@@ -72,12 +74,15 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       if (state !== 'ready') throw new ClipError('MOUNT_FAILED', `mount of ${mountPoint} was already started`);
       if (options.fuseFd === undefined) await prepareMountPoint(mountPoint);
       const target = options.fuseFd === undefined ? mountPoint : `/dev/fd/${options.fuseFd}`;
+      const layouts = reader.spanLayouts();
+      const ends = layouts.map((layout) => Float64Array.from({ length: layout.count }, (_, i) => layout.end(i)));
       try {
-        session = addon.mount(encodeFuseTable(reader.index.toc), target, fuseOptions.join(','), options.debug ?? false, onRead);
+        session = addon.mount(encodeFuseTable(reader.index.toc), target, fuseOptions.join(','), options.debug ?? false, onRead, ends);
       } catch (err) {
         throw new ClipError('MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
       state = 'mounted';
+      stopPublishing = publishDiskEntries(addon, session, reader, layouts);
     },
     async unmount() {
       if (state === 'closed') return;
@@ -85,6 +90,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       state = 'closed';
       if (wasMounted) {
         // Reads still open on a lazily detached mount answer EIO natively from here on.
+        stopPublishing();
         addon.close(session as FuseSession);
         await forceUnmount(mountPoint);
       }
@@ -98,6 +104,32 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     },
   };
   return handle;
+}
+
+/**
+ * Hands the native server each disk cache entry of this archive's spans as the read path checks
+ * its header, so later reads of that span are served natively (docs/fuse.md). Returns a
+ * function that stops it.
+ */
+function publishDiskEntries(addon: ClipFuseAddon, session: FuseSession, reader: ArchiveReader, layouts: readonly SpanLayout[]): () => void {
+  let positions: Map<string, Array<[number, number]>> | undefined;
+  return reader.watchDiskEntries((hash, path, header) => {
+    if (!positions) {
+      // Built on the first entry: a mount without a disk cache never needs it.
+      positions = new Map();
+      layouts.forEach((layout, blob) => {
+        for (let span = 0; span < layout.count; span++) {
+          const key = layout.ref(span).key;
+          const list = positions?.get(key);
+          if (list) list.push([blob, span]);
+          else positions?.set(key, [[blob, span]]);
+        }
+      });
+    }
+    for (const [blob, span] of positions.get(hash) ?? []) {
+      addon.publishDiskEntry(session, blob, span, path, header.blockBytes, header.length, header.dataOffset, header.blockDigests);
+    }
+  });
 }
 
 /**

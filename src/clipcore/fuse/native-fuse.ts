@@ -16,16 +16,30 @@ export interface FuseCounters {
   readonly open: number;
   readonly read: number;
   readonly readToJs: number;
+  /** Reads answered natively from disk cache entries (see publishDiskEntry). */
+  readonly readFromDisk: number;
 }
 
-/** Called on the JavaScript thread for each read the server hands over; answer with reply/replyError. */
+/**
+ * Called on the JavaScript thread for each read the server hands over; answer with
+ * reply/replyError. With id 0 it is no request but news: the first read of `inode` in this mount
+ * was served natively, in `offset` microseconds.
+ */
 export type ReadRequest = (id: number, inode: number, offset: number, length: number) => void;
 
 export interface ClipFuseAddon {
   /** Why the native side refuses a FUSE table, or null when it accepts it. */
   validate(table: Uint8Array): string | null;
-  /** Serves `mountPoint` (a directory it mounts, or `/dev/fd/N`: an open /dev/fuse descriptor, duplicated). */
-  mount(table: Uint8Array, mountPoint: string, options: string, debug: boolean, onRead: ReadRequest): FuseSession;
+  /**
+   * Serves `mountPoint` (a directory it mounts, or `/dev/fd/N`: an open /dev/fuse descriptor,
+   * duplicated). `layouts`: the span ends of each blob (indexed like `Inode.location.layer`).
+   */
+  mount(table: Uint8Array, mountPoint: string, options: string, debug: boolean, onRead: ReadRequest, layouts: Float64Array[]): FuseSession;
+  /**
+   * Span `span` of blob `blob` is in this disk cache entry, whose header was checked: the server
+   * reads it itself from now on, checking each block it reads against `digests`. False when refused.
+   */
+  publishDiskEntry(session: FuseSession, blob: number, span: number, path: string, blockBytes: number, length: number, dataOffset: number, digests: Uint8Array): boolean;
   /** False when the read was already answered (or never existed). */
   reply(session: FuseSession, id: number, data: Uint8Array): boolean;
   replyError(session: FuseSession, id: number, errno: number): boolean;

@@ -33,6 +33,10 @@ export function readHandler(addon: ClipFuseAddon, session: () => FuseSession, re
     addon.replyError(session(), id, errno);
   };
   return (id, inode, offset, length) => {
+    if (id === 0) {
+      reader.noteFirstRead(inode, offset / 1e6);
+      return;
+    }
     const timer = setTimeout(() => fail(id, inode, new Error(`read not answered within ${timeoutMs} ms`)), timeoutMs);
     timer.unref();
     let pending: Promise<Buffer>;

@@ -3,7 +3,7 @@ import { SectionKind } from '../archive/format.js';
 import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { Inode } from '../archive/model.js';
 import { SpanCache, type SpanRef } from '../cache/span-cache.js';
-import { DEFAULT_READ_AHEAD_SPANS, SpannedBlob } from '../cache/spanned-blob.js';
+import { DEFAULT_READ_AHEAD_SPANS, SpannedBlob, type SpanLayout } from '../cache/spanned-blob.js';
 import { readUncompressedRange, type Checkpoint } from '../compression/index.js';
 import { ArchiveFormatError } from '../errors.js';
 import type { OriginKind } from '../metrics/clip-metrics.js';
@@ -86,6 +86,10 @@ export class OciContent implements ContentReader {
     if (inode.size === 0) return [];
     const { blob, base } = this.locate(inode);
     return blob.refs(base, Math.min(blob.size, base + inode.size));
+  }
+
+  layouts(): SpanLayout[] {
+    return this.blobs.map((blob) => blob.layout);
   }
 
   async close(): Promise<void> {}

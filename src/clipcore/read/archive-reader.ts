@@ -2,10 +2,10 @@ import { performance } from 'node:perf_hooks';
 import { ArchiveIndex } from '../archive/archive-index.js';
 import type { DirEntry, Inode, InodeIndex } from '../archive/model.js';
 import type { ContentCache } from '../cache/content-cache.js';
-import { DEFAULT_DISK_CACHE_BYTES, DiskCache } from '../cache/disk-cache.js';
+import { DEFAULT_DISK_CACHE_BYTES, DiskCache, type EntryListener } from '../cache/disk-cache.js';
 import { prefetchSpans, type PrefetchOptions, type PrefetchResult } from '../cache/prefetch.js';
 import { DEFAULT_MEMORY_CACHE_BYTES, SpanCache, type SpanRef } from '../cache/span-cache.js';
-import { DEFAULT_READ_AHEAD_SPANS } from '../cache/spanned-blob.js';
+import { DEFAULT_READ_AHEAD_SPANS, type SpanLayout } from '../cache/spanned-blob.js';
 import { ClipError } from '../errors.js';
 import type { ClipMetrics } from '../metrics/clip-metrics.js';
 import type { ClipLogger } from '../metrics/logger.js';
@@ -142,6 +142,15 @@ export class ArchiveReader {
     });
   }
 
+  /** A first read of a file served elsewhere (natively by the FUSE server), timed there. */
+  noteFirstRead(inode: InodeIndex, seconds: number): void {
+    const bit = 1 << (inode & 7);
+    const byte = inode >>> 3;
+    if (this.metrics === undefined || byte >= this.readOnce.length || ((this.readOnce[byte] as number) & bit) !== 0) return;
+    this.readOnce[byte] = (this.readOnce[byte] as number) | bit;
+    this.metrics.firstReadOfFile(seconds);
+  }
+
   read(path: string, offset: number, length: number): Promise<Buffer> {
     return this.readInode(this.index.resolve(path), offset, length);
   }
@@ -182,6 +191,16 @@ export class ArchiveReader {
     return run;
   }
 
+  /** The span layout of each blob (indexed like `Inode.location.layer`); empty when unknown. */
+  spanLayouts(): readonly SpanLayout[] {
+    return this.content.layouts?.() ?? [];
+  }
+
+  /** Entries of the disk cache as they are checked (see DiskCache.watchEntries); nothing without one. */
+  watchDiskEntries(listener: EntryListener): () => void {
+    return this.disk?.watchEntries(listener) ?? (() => undefined);
+  }
+
   async close(): Promise<void> {
     this.prefetchAbort.abort();
     await Promise.allSettled([...this.prefetches]);
@@ -216,6 +235,7 @@ async function openRegistryContent(index: ArchiveIndex, registry: RegistryClient
     return {
       read: (inode, offset, length) => content.read(inode, offset, length),
       spans: (inode) => content.spans(inode),
+      layouts: () => content.layouts(),
       close: async () => client.close(),
     };
   } catch (err) {

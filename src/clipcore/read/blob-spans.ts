@@ -61,6 +61,10 @@ export class VerifiedBlob {
     return this.blob.read(offset, offset + length, limit);
   }
 
+  get layout(): SpanLayout {
+    return this.blob.layout;
+  }
+
   /** The spans holding bytes [offset, offset + length) (default: all of them). */
   refs(offset = 0, length = this.blobLength - offset): SpanRef[] {
     return this.blob.refs(offset, Math.min(this.blobLength, offset + length));

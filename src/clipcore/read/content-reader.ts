@@ -1,5 +1,6 @@
 import type { Inode } from '../archive/model.js';
 import type { SpanCache, SpanRef } from '../cache/span-cache.js';
+import type { SpanLayout } from '../cache/spanned-blob.js';
 import type { ClipMetrics } from '../metrics/clip-metrics.js';
 import type { ClipLogger } from '../metrics/logger.js';
 
@@ -10,6 +11,8 @@ export interface ContentReader {
   close(): Promise<void>;
   /** The spans holding a file's bytes, or every span when `inode` is omitted: what prefetch fetches. */
   spans?(inode?: Inode): SpanRef[];
+  /** The span layout of each blob, indexed like `Inode.location.layer`: what the native READ maps reads with. */
+  layouts?(): readonly SpanLayout[];
 }
 
 /** What ArchiveReader hands a content reader: the span tiers and how to report. */

@@ -4,6 +4,7 @@ import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { LocalStorage } from '../archive/meta.js';
 import type { Inode } from '../archive/model.js';
 import type { SpanRef } from '../cache/span-cache.js';
+import type { SpanLayout } from '../cache/spanned-blob.js';
 import { VerifiedBlob } from './blob-spans.js';
 import { clampRead, type ContentContext, type ContentReader } from './content-reader.js';
 
@@ -42,6 +43,10 @@ export class LocalContent implements ContentReader {
     if (inode === undefined) return this.blob.refs();
     const base = inode.location?.offset;
     return base === undefined || inode.size === 0 ? [] : this.blob.refs(base, inode.size);
+  }
+
+  layouts(): SpanLayout[] {
+    return [this.blob.layout];
   }
 
   async close(): Promise<void> {}

@@ -66,6 +66,7 @@ export async function openS3Content(
         const base = inode.location?.offset;
         return base === undefined || inode.size === 0 ? [] : blob.refs(base, inode.size);
       },
+      layouts: () => [blob.layout],
       close: () => source.close(),
     };
   } catch (err) {
