@@ -12,7 +12,7 @@ import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { readMountTable } from '../../src/node/mount-utils.js';
+import { mountsUnder } from '../helpers/csi-plugin.js';
 import { run, type RunResult } from '../helpers/processes.js';
 import { captureLog, stopProcess } from './run.js';
 
@@ -141,7 +141,8 @@ export async function startContainerd(): Promise<ContainerdHandle> {
       } finally {
         await stopProcess(child);
         await killShims(address);
-        await unmountUnder(dir);
+        // Snapshot and rootfs mounts a killed containerd leaves.
+        await unmountTree(dir);
         await rm(dir, { recursive: true, force: true });
       }
     },
@@ -256,12 +257,12 @@ async function killShims(address: string): Promise<void> {
   }
 }
 
-/** Snapshot and rootfs mounts a killed containerd leaves, deepest first. */
-async function unmountUnder(dir: string): Promise<void> {
-  for (let round = 0; round < 3; round++) {
-    const points = (await readMountTable()).map((entry) => entry.mountPoint).filter((point) => point.startsWith(`${dir}/`));
+/** Unmounts `prefix` and every mount under it, deepest first (lazily: a dead FUSE server's too). */
+async function unmountTree(prefix: string): Promise<void> {
+  for (let round = 0; round < 4; round++) {
+    const points = await mountsUnder(prefix);
     if (points.length === 0) return;
-    for (const point of [...new Set(points)].sort((a, b) => b.length - a.length)) await run('umount', ['-l', point]);
+    for (const point of points) await run('umount', ['-l', point]);
   }
 }
 
@@ -277,11 +278,5 @@ export async function makeSharedMount(dir: string): Promise<() => Promise<void>>
   };
   await must(['--bind', dir, dir]);
   await must(['--make-shared', dir]);
-  return async () => {
-    for (let round = 0; round < 4; round++) {
-      const points = (await readMountTable()).map((entry) => entry.mountPoint).filter((point) => point === dir || point.startsWith(`${dir}/`));
-      if (points.length === 0) return;
-      for (const point of [...new Set(points)].sort((a, b) => b.length - a.length)) await run('umount', ['-l', point]);
-    }
-  };
+  return () => unmountTree(dir);
 }
