@@ -116,14 +116,15 @@ nodejs_package=$(dpkg-query -W -f='${Version}' nodejs 2>/dev/null) || fail "Node
 case $nodejs_package in "$node_version"-*) ;; *) fail "node is $node_version but the nodejs package is $nodejs_package" ;; esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/clip-image-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# A background step still running when a foreground one fails finishes before its directory goes.
+trap 'wait; rm -rf "$work"' EXIT
 mkdir -p "$cache_dir"
 
 if [ $build = 1 ]; then
   step "npm run build"
   npm run build --silent >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; fail "npm run build failed"; }
 fi
-for file in dist/bundle/clip.js dist/bundle/layer-worker.js dist/bundle/package.json native/build/Release/clip_zlib.node native/build/Release/clip_memory.node; do
+for file in dist/bundle/clip.js dist/bundle/package.json native/build/Release/*.node; do
   [ -f "$file" ] || fail "$file is missing: run npm run build"
 done
 
@@ -150,9 +151,8 @@ mmdebstrap_args=(
 )
 rootfs_key=$( { echo "$SUITE $arch ${mmdebstrap_args[*]} $NONROOT_ID"; mmdebstrap --version; cat "$sources"; date -u +%G-W%V; } | sha256sum | cut -c1-16)
 rootfs_tar=$cache_dir/rootfs-$SUITE-$arch-$rootfs_key.tar
-if [ $refresh = 1 ] || [ ! -f "$rootfs_tar" ]; then
-  step "root filesystem: mmdebstrap $SUITE ($arch) with ${RUNTIME_PACKAGES[*]} (cached afterwards as $rootfs_tar)"
-  root=$work/rootfs
+build_rootfs() {
+  local root=$work/rootfs
   mmdebstrap --quiet "${mmdebstrap_args[@]}" "$SUITE" "$root" "$sources" >"$work/mmdebstrap.log" 2>&1 ||
     { cat "$work/mmdebstrap.log" >&2; fail "mmdebstrap failed"; }
   # The controller's user. Written directly: useradd is not in the Essential set.
@@ -169,9 +169,7 @@ if [ $refresh = 1 ] || [ ! -f "$rootfs_tar" ]; then
   rm -rf "$root"
   # Older weeks' root filesystems are never used again.
   find "$cache_dir" -maxdepth 1 -name "rootfs-$SUITE-$arch-*.tar" ! -name "${rootfs_tar##*/}" -delete
-else
-  step "root filesystem: cached $rootfs_tar"
-fi
+}
 
 # --- 2. Node.js from the installed nodejs package ---
 step "Node.js $node_version from the installed nodejs package ($nodejs_package)"
@@ -185,10 +183,9 @@ cp /usr/share/doc/nodejs/copyright "$work/node/usr/share/doc/nodejs/copyright" 2
 pack "$work/node.tar" "$work/node"
 
 # --- 3. the application ---
-lock_key=$( { cat package.json package-lock.json; echo "$node_version"; } | sha256sum | cut -c1-16)
-modules_tar=$cache_dir/node_modules-$lock_key.tar
-if [ $refresh = 1 ] || [ ! -f "$modules_tar" ]; then
-  step "production node_modules: npm ci --omit=dev"
+modules_key=$( { cat package.json package-lock.json; echo "$node_version $APP_DIR"; } | sha256sum | cut -c1-16)
+modules_tar=$cache_dir/node_modules-$modules_key.tar # entries under .$APP_DIR/node_modules
+build_modules() {
   mkdir -p "$work/modules"
   cp package.json package-lock.json "$work/modules/"
   # No install scripts: fuse-native's only one looks for the prebuilt binary it ships (npm does not
@@ -197,12 +194,34 @@ if [ $refresh = 1 ] || [ ! -f "$modules_tar" ]; then
   # Nothing at run time reads type declarations, TypeScript sources, source maps or docs.
   find "$work/modules/node_modules" -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.ts' \
     -o -name '*.map' -o -name '*.md' -o -name '*.markdown' \) -delete
-  tar --create --file "$work/modules.tar" --directory "$work/modules" --sort=name node_modules
+  # Entries as the application layer has them, so that it is this tarball appended as is.
+  mkdir -p "$work/modules-root$APP_DIR"
+  mv "$work/modules/node_modules" "$work/modules-root$APP_DIR/"
+  tar --create --file "$work/modules.tar" --directory "$work/modules-root" --sort=name --numeric-owner --owner=0 --group=0 ".$APP_DIR/node_modules"
   mv "$work/modules.tar" "$modules_tar"
   find "$cache_dir" -maxdepth 1 -name 'node_modules-*.tar' ! -name "${modules_tar##*/}" -delete
+}
+
+# The two slow steps of a cold build (network and dpkg; npm) run side by side.
+modules_job=''
+if [ $refresh = 1 ] || [ ! -f "$modules_tar" ]; then
+  step "production node_modules: npm ci --omit=dev"
+  build_modules &
+  modules_job=$!
 else
   step "production node_modules: cached $modules_tar"
 fi
+if [ $refresh = 1 ] || [ ! -f "$rootfs_tar" ]; then
+  step "root filesystem: mmdebstrap $SUITE ($arch) with ${RUNTIME_PACKAGES[*]} (cached afterwards as $rootfs_tar)"
+  build_rootfs
+else
+  step "root filesystem: cached $rootfs_tar"
+fi
+if [ -n "$modules_job" ]; then
+  wait "$modules_job" || fail "npm ci --omit=dev failed"
+  step "production node_modules: done"
+fi
+
 step "application layer: $APP_DIR"
 app=$work/app$APP_DIR
 mkdir -p "$app/dist/bundle" "$app/native/build/Release" "$app/bin" "$work/app/usr/local/bin"
@@ -211,9 +230,9 @@ cp -r proto "$app/"
 cp bin/clip "$app/bin/"
 cp dist/bundle/*.js dist/bundle/package.json "$app/dist/bundle/"
 cp native/build/Release/*.node "$app/native/build/Release/"
-tar --extract --file "$modules_tar" --directory "$app"
 ln -s "$APP_DIR/bin/clip" "$work/app/usr/local/bin/clip"
 pack "$work/app.tar" "$work/app"
+tar --concatenate --file "$work/app.tar" "$modules_tar"
 
 # --- the OCI image ---
 if [ -z "$source_url" ]; then
