@@ -73,7 +73,7 @@ push=1
 insecure=0
 build=1
 refresh=0
-cache_dir=${CLIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clip-csi-image}
+cache_dir=${CLIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/clip-csi-image}
 source_url=''
 ref=''
 while [ $# -gt 0 ]; do

@@ -79,10 +79,12 @@ describe('container image: built without a daemon, run by containerd and runc', 
     registry = await startRegistry();
     ref = `${registry.host}/${IMAGE_NAME}:test`;
     const archive = join(workDir, 'clip-csi.oci.tar');
-    const [built, ctd] = await Promise.all([buildClipImage(ref, { ociArchive: archive }), startContainerd()]);
-    containerd = ctd;
-    for (const line of built.progress) console.log(line);
-    console.log(`image built and pushed in ${built.seconds.toFixed(1)} s`);
+    const [built, started] = await Promise.allSettled([buildClipImage(ref, { ociArchive: archive }), startContainerd()]);
+    if (started.status === 'fulfilled') containerd = started.value;
+    if (built.status === 'rejected') throw built.reason;
+    if (started.status === 'rejected') throw started.reason;
+    for (const line of built.value.progress) console.log(line);
+    console.log(`image built and pushed in ${built.value.seconds.toFixed(1)} s`);
     const importStarted = Date.now();
     importedDigest = await containerd.importImage(archive, ref);
     await rm(archive);
