@@ -200,11 +200,11 @@ describe('helm chart: lint and render', () => {
       '/pods: list,watch',
       '/nodes: list,watch',
       '/persistentvolumeclaims: get',
-      'clip.csi.dev/clipimages: list,watch',
-      'clip.csi.dev/clipimages/status: update,patch',
+      'clip.csi.dev/clipimages: get,list,watch',
+      'clip.csi.dev/clipimages/status: update',
       '/secrets: get',
       '/serviceaccounts: get',
-      '/events: create,patch',
+      '/events: create,update',
     ]);
     assert.deepEqual(rules('clip-csi-controller-leases', 'Role'), ['coordination.k8s.io/leases: get,create,update']);
     assert.equal(find(objects, 'Role', 'clip-csi-controller-leases').metadata.namespace, 'kube-system');
