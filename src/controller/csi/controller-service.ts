@@ -43,20 +43,26 @@ export interface ControllerServiceOptions {
   log: Logger;
 }
 
-/** A CreateVolume that answered ABORTED and was not retried within this long is forgotten. */
-const ABANDONED_MS = 10 * 60_000;
+/** A volume (made, or still being made) not asked for again within this long is forgotten. */
+const IDLE_MS = 10 * 60_000;
 /** Time kept between our answer and the caller's deadline. */
 const DEADLINE_MARGIN_MS = 1_000;
 
 export function controllerService(options: ControllerServiceOptions): ControllerService {
   const { queue } = options;
-  const abandoned = new Map<string, NodeJS.Timeout>();
-  let calls = 0;
+  const idle = new Map<string, NodeJS.Timeout>();
 
   const forget = (requester: Requester): void => {
-    clearTimeout(abandoned.get(requester.uid));
-    abandoned.delete(requester.uid);
+    clearTimeout(idle.get(requester.uid));
+    idle.delete(requester.uid);
     queue.withdraw(requester);
+  };
+  const forgetLater = (requester: Requester): void => {
+    clearTimeout(idle.get(requester.uid));
+    idle.set(
+      requester.uid,
+      setTimeout(() => forget(requester), IDLE_MS).unref(),
+    );
   };
 
   async function createVolume(request: CreateVolumeRequest, ctx: CallContext): Promise<CreateVolumeResponse> {
@@ -82,16 +88,16 @@ export function controllerService(options: ControllerServiceOptions): Controller
       ...(pvc.namespace && { namespace: pvc.namespace }),
       name: pvc.name ?? name,
       uid: name.startsWith('pvc-') ? name.slice('pvc-'.length) : name,
-      // Every call is a new revision: after a permanent failure, the provisioner's retry (with its
-      // own backoff) tries the image again.
-      revision: `csi-${++calls}`,
+      // A failure forgets the request, so the provisioner's next call starts afresh: one revision is enough.
+      revision: 'csi',
     };
     queue.submit({ image: image.value, platforms, credentials: credentials ? [credentials] : [], requester });
     const waitMs = Math.max(0, Math.min(options.createWaitMs, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
     const outcome = await queue.settled(requester.uid, waitMs, ctx.signal);
     const indexed = outcome?.state === 'Indexed' ? queue.indexedImage(requester.uid) : undefined;
     if (indexed) {
-      forget(requester);
+      // Kept a while: the provisioner repeating the call (a lost answer) gets the same volume at once.
+      forgetLater(requester);
       ctx.annotate({ digest: indexed.digest });
       return { volume: volumeOf(indexed.reference, indexed.digest, platforms, pinned, image.value, indexed.fileBytes) };
     }
@@ -99,11 +105,7 @@ export function controllerService(options: ControllerServiceOptions): Controller
       forget(requester);
       throw failureError(outcome.reason, outcome.message);
     }
-    clearTimeout(abandoned.get(requester.uid));
-    abandoned.set(
-      requester.uid,
-      setTimeout(() => forget(requester), ABANDONED_MS).unref(),
-    );
+    forgetLater(requester);
     const progress = outcome?.state === 'Indexing' ? outcome.progress : 'indexing';
     throw aborted(`${progress}; the work goes on in the background, retry later`);
   }
