@@ -11,29 +11,19 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import client from 'prom-client';
 import { ClipMetrics } from '../src/clipcore/index.js';
+import { ControllerMetrics } from '../src/controller/metrics.js';
 import { NodeMetrics } from '../src/node/metrics.js';
 import { run } from './helpers/processes.js';
 import { chartDashboard, metricNames, renderedRuleGroups, rulesYaml, type RuleGroups } from './helpers/monitoring.js';
 
-/**
- * The controller's metrics (issue 13's contract). When `clip controller` exists, the live test
- * checks these against its /metrics too.
- */
-const CONTROLLER_METRICS = [
-  'clip_controller_index_jobs_total',
-  'clip_controller_index_duration_seconds',
-  'clip_controller_queue_depth',
-  'clip_controller_indexes_in_flight',
-  'clip_controller_registry_bytes_total',
-  'clip_controller_leader',
-];
-
-/** Every metric name the node plugin exports, from its own registry. */
-async function nodeMetricNames(): Promise<Set<string>> {
-  const registry = new client.Registry();
-  new NodeMetrics({ volumes: () => 0, imageMounts: () => 0 }, registry);
-  new ClipMetrics(registry);
-  return new Set((await registry.getMetricsAsJSON()).map((metric) => metric.name));
+/** Every metric name the node plugin and the controller export, from their own registries. */
+async function exportedMetricNames(): Promise<Set<string>> {
+  const node = new client.Registry();
+  new NodeMetrics({ volumes: () => 0, imageMounts: () => 0 }, node);
+  new ClipMetrics(node);
+  const controller = new ControllerMetrics({ queueDepth: () => 0, inFlight: () => 0 }).registry;
+  const metrics = [...(await node.getMetricsAsJSON()), ...(await controller.getMetricsAsJSON())];
+  return new Set(metrics.map((metric) => metric.name));
 }
 
 async function promtoolCheck(groups: RuleGroups): Promise<{ code: number | null; output: string }> {
@@ -107,7 +97,7 @@ describe('monitoring: alert rules and dashboard', () => {
   });
 
   it('every metric a panel or an alert names is exported by the node plugin or the controller', async () => {
-    const exported = new Set([...(await nodeMetricNames()), ...CONTROLLER_METRICS]);
+    const exported = await exportedMetricNames();
     const exprs = [
       ...(await chartDashboard()).panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: p.title, expr: t.expr }))),
       ...(await renderedRuleGroups()).groups.flatMap((g) => g.rules.map((r) => ({ where: r.alert, expr: r.expr }))),
