@@ -91,6 +91,7 @@ describe('helm chart: lint and render', () => {
 
     const node = container(daemonSet, 'clip-node');
     assert.equal(node.securityContext?.['privileged'], true);
+    assert.equal(node.securityContext?.['runAsUser'], 0);
     const args = node.args ?? [];
     assert.equal(args[0], 'node');
     assert.equal(flagValue(args, '--kubelet-dir'), '/var/lib/kubelet');
