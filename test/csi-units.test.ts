@@ -7,7 +7,7 @@ import { CsiError, toGrpcError } from '../src/csi/errors.js';
 import { checkDriverName } from '../src/csi/identity.js';
 import { socketPathOf } from '../src/csi/server.js';
 import type { NodePublishVolumeRequest } from '../src/csi/types.js';
-import { parseListenAddress } from '../src/node/http-server.js';
+import { parseListenAddress } from '../src/csi/http-server.js';
 import { KeyedLock } from '../src/node/keyed-lock.js';
 import { parsePublishRequest } from '../src/node/volume-spec.js';
 
