@@ -4,7 +4,7 @@
  * - deploy/manifests/clip-csi.yaml: the chart rendered with its default values (the CRD included),
  *   for `kubectl apply -f` without Helm;
  * - the values table of charts/clip-csi/README.md, from the comments in values.yaml.
- * Run: `npm run build && node dist/scripts/render-deploy.js`. test/chart-drift.test.ts fails when a
+ * Run: `npm run render-deploy`. test/chart-drift.test.ts fails when a
  * committed file differs from what this writes.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

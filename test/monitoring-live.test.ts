@@ -17,6 +17,7 @@ import type { CreateVolumeResponse } from '../src/csi/types.js';
 import { startControllerProcess, type ControllerProcess } from './helpers/controller-process.js';
 import { connectController, connectCsi, ephemeralContext, MOUNT_CAPABILITY, type ControllerClient, type CsiClient } from './helpers/csi-client.js';
 import { cleanupPluginDir, makePluginDir, podVolume, startPlugin, type PluginProcess, type PodVolume } from './helpers/csi-plugin.js';
+import { pollUntil } from './helpers/poll.js';
 import { asPromQL, chartDashboard, renderedRuleGroups, startPrometheus, type PrometheusServer, type QueryResult } from './helpers/monitoring.js';
 import { pushImage } from './harness/image-builder.js';
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
@@ -26,17 +27,6 @@ import { buildTarLayer, patternContent } from './harness/tar-layer.js';
 const BUCKET = 'clip-monitoring';
 
 const FILES = { 'hello.txt': 'hello from the monitored image\n', 'etc/app.conf': 'mode = monitored\n' };
-
-/** Polls until `check` holds, within `timeoutMs`; returns the last value for the failure message. */
-async function until<T>(what: string, probe: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (check(value)) return value;
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms; last answer ${JSON.stringify(value).slice(0, 2000)}`);
-    await delay(250);
-  }
-}
 
 const hasData = (result: QueryResult): boolean => result.status === 'success' && (result.data?.result.length ?? 0) > 0;
 
@@ -97,7 +87,7 @@ describe('monitoring: dashboard and alerts against a live clip node and Promethe
 
   it('provisions a volume, publishes it and an inline volume, and reads files while Prometheus scrapes both', async () => {
     assert.ok(csi && registry && prometheus);
-    for (const job of ['clip-csi-node', 'clip-csi-controller']) await until(`the ${job} target is up`, () => prometheus!.query(`up{job="${job}"} == 1`), hasData);
+    for (const job of ['clip-csi-node', 'clip-csi-controller']) await pollUntil(`the ${job} target is up`, () => prometheus!.query(`up{job="${job}"} == 1`), hasData);
     const image = `${registry.host}/apps/monitored:v1`;
     const provisioned = await provision(image);
     const pv = await podVolume(dir, 'pv');
@@ -125,7 +115,7 @@ describe('monitoring: dashboard and alerts against a live clip node and Promethe
       }
     }
     // The node mounted the image from the index the controller put in S3, as Prometheus saw it.
-    await until('the node took its index from S3', () => prometheus!.query('clip_csi_index_source_total{source="s3"} == 1'), hasData);
+    await pollUntil('the node took its index from S3', () => prometheus!.query('clip_csi_index_source_total{source="s3"} == 1'), hasData);
   });
 
   it('every dashboard query parses, and every panel returns data', async () => {
@@ -136,7 +126,7 @@ describe('monitoring: dashboard and alerts against a live clip node and Promethe
         const expr = asPromQL(target.expr, '30s');
         const parsed = await prometheus.query(expr);
         assert.equal(parsed.status, 'success', `${panel.title}: ${expr}: ${parsed.error}`);
-        await until(`panel "${panel.title}" returns data for ${expr}`, () => prometheus!.query(expr), hasData);
+        await pollUntil(`panel "${panel.title}" returns data for ${expr}`, () => prometheus!.query(expr), hasData);
       }
     }
   });
@@ -153,6 +143,6 @@ describe('monitoring: dashboard and alerts against a live clip node and Promethe
     assert.equal((await prometheus.query(down.expr)).data?.result.length, 0, 'no alert while the plugin runs');
     for (const volume of volumes.splice(0)) await csi?.NodeUnpublishVolume({ volume_id: volume.volumeId, target_path: volume.targetPath });
     assert.equal(await plugin.stop(), 0);
-    await until('ClipCSINodePluginDown selects the stopped plugin', () => prometheus!.query(down.expr), hasData);
+    await pollUntil('ClipCSINodePluginDown selects the stopped plugin', () => prometheus!.query(down.expr), hasData);
   });
 });
