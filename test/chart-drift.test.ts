@@ -22,7 +22,7 @@ describe('generated deploy files', () => {
       const committed = await readFile(file.path, 'utf8').catch(() => '');
       assert.ok(
         committed === file.content,
-        `${file.path.slice(REPO_ROOT.length)} drifted from the chart: run \`npm run build && node dist/scripts/render-deploy.js\` and commit`,
+        `${file.path.slice(REPO_ROOT.length)} drifted from the chart: run \`npm run render-deploy\` and commit`,
       );
     }
   });
