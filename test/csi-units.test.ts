@@ -11,7 +11,7 @@ import { checkLength, quote } from '../src/csi/limits.js';
 import { checkDriverName } from '../src/csi/identity.js';
 import { socketPathOf } from '../src/csi/server.js';
 import type { NodePublishVolumeRequest } from '../src/csi/types.js';
-import { parseListenAddress } from '../src/node/http-server.js';
+import { parseListenAddress } from '../src/csi/http-server.js';
 import { ImageCredentials } from '../src/node/image-credentials.js';
 import { KeyedLock } from '../src/node/keyed-lock.js';
 import { checkTarget, resolvePath, resolveRules } from '../src/node/target-path.js';

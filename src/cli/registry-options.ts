@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { ClipError } from '../clipcore/errors.js';
 import type { RegistryClientOptions } from '../clipcore/index.js';
+import { collect } from './flag-parsers.js';
 
 /** The registry flags shared by `clip index` and `clip mount`. */
 export interface RegistryFlags {
@@ -11,8 +12,6 @@ export interface RegistryFlags {
   passwordStdin?: boolean;
   dockerConfig?: string;
 }
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 export function addRegistryFlags(command: Command): Command {
   return command

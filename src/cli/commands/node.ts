@@ -1,11 +1,13 @@
 import { readFile } from 'node:fs/promises';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ClipError } from '../../clipcore/errors.js';
 import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
 import { parseByteSize } from '../byte-size.js';
+import { collect, seconds } from '../flag-parsers.js';
 import { logJson } from '../log.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
+import { waitForStopSignal } from '../stop-signal.js';
 
 interface NodeFlags extends S3Flags {
   endpoint: string;
@@ -24,14 +26,6 @@ interface NodeFlags extends S3Flags {
   insecureRegistry: string[];
   caCert: string[];
   dockerConfig?: string;
-}
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
-function seconds(value: string): number {
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a number of seconds`);
-  return parsed;
 }
 
 export function registerNode(program: Command): void {
@@ -106,15 +100,7 @@ export function registerNode(program: Command): void {
         },
         log: logJson,
       });
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      logJson('info', 'stopping', { signal });
-      // A second signal ends the process at once.
-      const now = (): never => process.exit(1);
-      process.once('SIGTERM', now);
-      process.once('SIGINT', now);
+      await waitForStopSignal();
       await plugin.stop();
       logJson('info', 'stopped', {});
       // FUSE sessions of mounts left for the next process keep the event loop alive: exit explicitly.
