@@ -11,7 +11,7 @@ import { startHealthServer, type HealthServer } from '../csi/http-server.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
-import type { ClusterView, IndexService, Requester } from './contracts.js';
+import type { ClusterView, Requester } from './contracts.js';
 import { controllerService } from './csi/controller-service.js';
 import { IndexQueue } from './indexing/index-service.js';
 import { Indexer } from './indexing/indexer.js';
@@ -53,10 +53,6 @@ export interface ClusterSide extends ClusterView {
   readiness(): { ready: boolean; reasons: string[] };
 }
 
-export interface ClusterSideFactory {
-  (settings: KubernetesSettings & { driverName: string; platforms?: string[]; identity: string; log: Logger; index: IndexService; onLeaderChange(leader: boolean): void }): Promise<ClusterSide>;
-}
-
 export interface Controller {
   readonly socketPath: string;
   readonly metricsAddress?: string;
@@ -64,7 +60,7 @@ export interface Controller {
   stop(): Promise<void>;
 }
 
-export async function startController(options: ControllerOptions, kubeSide?: ClusterSideFactory): Promise<Controller> {
+export async function startController(options: ControllerOptions): Promise<Controller> {
   const { log } = options;
   const identity = options.identity ?? hostname();
   const store = new S3IndexStore(options.s3);
@@ -85,8 +81,9 @@ export async function startController(options: ControllerOptions, kubeSide?: Clu
   if (options.kubernetes === false) {
     cluster = standaloneCluster(log);
   } else {
-    if (!kubeSide) throw new Error('no Kubernetes side is built into this controller');
-    cluster = await kubeSide({
+    // Loaded only when used: --no-kubernetes does not pay for @kubernetes/client-node.
+    const { KubeSide } = await import('./kube/index.js');
+    cluster = new KubeSide({
       ...options.kubernetes,
       driverName: options.driverName,
       ...(options.platforms && { platforms: options.platforms }),

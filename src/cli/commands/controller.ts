@@ -77,7 +77,6 @@ export function registerController(program: Command): void {
     .addHelpText('after', S3_HELP)
     .action(async (flags: ControllerFlags) => {
       const { startController } = await import('../../controller/controller.js');
-      const { KubeSide } = await import('../../controller/kube/index.js');
       const controller = await startController({
         endpoint: flags.endpoint,
         driverName: checkDriverName(flags.driverName),
@@ -101,7 +100,7 @@ export function registerController(program: Command): void {
           ...(flags.leaderElectionNamespace !== undefined && { leaderElectionNamespace: flags.leaderElectionNamespace }),
         },
         log: logJson,
-      }, async (settings) => new KubeSide(settings));
+      });
       await waitForStopSignal();
       await controller.stop();
       logJson('info', 'stopped', {});
