@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import grpc from '@grpc/grpc-js';
 import { packageFile } from '../src/clipcore/package-root.js';
 import type { CreateVolumeRequest, CreateVolumeResponse, StringMap } from '../src/csi/types.js';
-import { connectController, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
+import { connectController, createVolumeUntilDone, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
 import { httpGet } from './helpers/csi-plugin.js';
 import { startControllerProcess, type ControllerProcess } from './helpers/controller-process.js';
 import { pushImage } from './harness/image-builder.js';
@@ -71,17 +71,7 @@ describe('clip controller: CreateVolume with the image from the PVC annotation',
     parameters: { 'csi.storage.k8s.io/pvc/name': pvc, 'csi.storage.k8s.io/pvc/namespace': 'team-a', 'csi.storage.k8s.io/pv/name': name } as StringMap,
   });
 
-  async function createUntilDone(req: Partial<CreateVolumeRequest>): Promise<CreateVolumeResponse> {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      try {
-        return await csi.CreateVolume(req);
-      } catch (err) {
-        if ((err as grpc.ServiceError).code !== grpc.status.ABORTED) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-    assert.fail('CreateVolume kept answering ABORTED');
-  }
+  const createUntilDone = (req: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> => createVolumeUntilDone(csi, req, aborts);
 
   it('reads the image from the PVC annotation and the platforms from the Nodes; the PVC gets an Indexed event', async () => {
     // Ready once the watches have synced (the Nodes known) and S3 answers.

@@ -17,7 +17,7 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import grpc from '@grpc/grpc-js';
 import { imageKeyOf } from '../src/clipcore/index.js';
 import type { CreateVolumeRequest, CreateVolumeResponse, StringMap } from '../src/csi/types.js';
-import { connectController, connectCsi, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
+import { connectController, createVolumeUntilDone, connectCsi, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
 import { cleanupPluginDir, httpGet, makePluginDir, metricValue, mountsUnder, podVolume, startPlugin } from './helpers/csi-plugin.js';
 import { startControllerProcess, type ControllerProcess } from './helpers/controller-process.js';
 import { startCountingProxy, type CountingProxy } from './harness/counting-proxy.js';
@@ -73,20 +73,7 @@ describe('clip controller: the CSI Controller service', () => {
     ...extra,
   });
 
-  /** Calls CreateVolume as the provisioner does until it stops answering ABORTED (bounded). */
-  async function createUntilDone(req: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      try {
-        return await csi.CreateVolume(req);
-      } catch (err) {
-        const error = err as grpc.ServiceError;
-        if (error.code !== grpc.status.ABORTED) throw err;
-        aborts.push(error.details);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-    assert.fail('CreateVolume kept answering ABORTED');
-  }
+  const createUntilDone = (req: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> => createVolumeUntilDone(csi, req, aborts);
 
   async function objectExists(key: string): Promise<boolean> {
     try {
