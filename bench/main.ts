@@ -14,6 +14,7 @@ import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLa
 import { machineInfo } from './machine.js';
 import { measureFuse } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
+import { measureController } from './measure-controller.js';
 import { measureNodePlugin } from './measure-node.js';
 import { measureTtfb } from './measure-ttfb.js';
 import { parseOptions, type Measurement } from './options.js';
@@ -115,13 +116,14 @@ try {
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
 
   const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPullMs: [] } };
-  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin' };
+  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
     ['size', '2. index size', () => measureIndexSize(ctx, indexes)],
     ['ttfb', '3. time to first byte', () => measureTtfb(ctx)],
     ['fuse', '4. reads through FUSE', () => measureFuse(ctx)],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
+    ['controller', '6. controller', () => measureController(ctx)],
   ];
   for (const [id, title, step] of steps) {
     if (!options.only.has(id)) continue;

@@ -1,6 +1,6 @@
 /** Command line of `npm run bench -- [flags]`. */
 
-export const MEASUREMENTS = ['index', 'size', 'ttfb', 'fuse', 'node'] as const;
+export const MEASUREMENTS = ['index', 'size', 'ttfb', 'fuse', 'node', 'controller'] as const;
 export type Measurement = (typeof MEASUREMENTS)[number];
 
 export interface BenchOptions {
@@ -19,7 +19,7 @@ export interface BenchOptions {
   readonly seed: number;
 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--slow] [--only index,size,ttfb,fuse,node] [--runs N] [--files N] [--random-reads N]
+export const USAGE = `usage: npm run bench -- [--quick] [--slow] [--only index,size,ttfb,fuse,node,controller] [--runs N] [--files N] [--random-reads N]
   --quick          a few-minute run: 2 runs of each expensive measurement, 3 of the layers indexed alone,
                    1 and 4 layers at once, 50 files, 50 random reads, small images for the node plugin
   --slow           put a throttling proxy (20 ms per request, 200 Mbit/s shared) between clients and the registry

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,7 +17,7 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import grpc from '@grpc/grpc-js';
 import { imageKeyOf } from '../src/clipcore/index.js';
 import type { CreateVolumeRequest, CreateVolumeResponse, StringMap } from '../src/csi/types.js';
-import { connectController, connectCsi, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
+import { connectController, createVolumeUntilDone, connectCsi, expectGrpcError, MOUNT_CAPABILITY, type ControllerClient } from './helpers/csi-client.js';
 import { cleanupPluginDir, httpGet, makePluginDir, metricValue, mountsUnder, podVolume, startPlugin } from './helpers/csi-plugin.js';
 import { startControllerProcess, type ControllerProcess } from './helpers/controller-process.js';
 import { startCountingProxy, type CountingProxy } from './harness/counting-proxy.js';
@@ -25,6 +25,7 @@ import { pushImage, pushImageDetailed, pushIndex } from './harness/image-builder
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { startS3, type S3Handle } from './harness/s3.js';
 import { buildTarLayer } from './harness/tar-layer.js';
+import { freePort } from './harness/free-port.js';
 
 const BUCKET = 'clip-controller-csi';
 
@@ -73,20 +74,7 @@ describe('clip controller: the CSI Controller service', () => {
     ...extra,
   });
 
-  /** Calls CreateVolume as the provisioner does until it stops answering ABORTED (bounded). */
-  async function createUntilDone(req: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      try {
-        return await csi.CreateVolume(req);
-      } catch (err) {
-        const error = err as grpc.ServiceError;
-        if (error.code !== grpc.status.ABORTED) throw err;
-        aborts.push(error.details);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-    assert.fail('CreateVolume kept answering ABORTED');
-  }
+  const createUntilDone = (req: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> => createVolumeUntilDone(csi, req, aborts);
 
   async function objectExists(key: string): Promise<boolean> {
     try {
@@ -251,6 +239,28 @@ describe('clip controller: the CSI Controller service', () => {
       const left = await mountsUnder(nodeDir);
       await cleanupPluginDir(nodeDir);
       assert.deepEqual(left, []);
+    }
+  });
+
+  it('not ready while S3 does not answer (/readyz and Probe say why); SIGTERM stops it cleanly', async () => {
+    const downDir = await mkdtemp(join(tmpdir(), 'ctl-down-'));
+    const down = await startControllerProcess(downDir, ['--no-kubernetes', '--s3-bucket', BUCKET, '--s3-endpoint', `http://127.0.0.1:${await freePort()}`], s3.env);
+    const client = await connectController(down.socketPath);
+    try {
+      const ready = await httpGet(down.metricsAddress, '/readyz');
+      assert.equal(ready.status, 503);
+      assert.match(ready.body, new RegExp(`S3 bucket s3://${BUCKET} does not answer`));
+      assert.equal((await client.Probe()).ready?.value, false);
+      assert.equal((await httpGet(down.metricsAddress, '/healthz')).status, 200);
+      assert.equal((await httpGet(controller.metricsAddress, '/readyz')).status, 200, 'the other one, with S3, is ready');
+      client.close();
+      assert.equal(await down.stop(), 0, 'exit code after SIGTERM');
+      assert.ok(down.logs().some((line) => line.msg === 'stopped'));
+      await assert.rejects(access(down.socketPath), 'the socket is removed');
+    } finally {
+      client.close();
+      await down.stop();
+      await rm(downDir, { recursive: true, force: true });
     }
   });
 });

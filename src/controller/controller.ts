@@ -6,12 +6,12 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describeError, formatPlatform, hostPlatform, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
+import { describeError, formatPlatform, hostPlatform, releaseFreeMemory, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
 import { startHealthServer, type HealthServer } from '../csi/http-server.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
-import type { ClusterView, IndexService, Requester } from './contracts.js';
+import type { ClusterView, Requester } from './contracts.js';
 import { controllerService } from './csi/controller-service.js';
 import { IndexQueue } from './indexing/index-service.js';
 import { Indexer } from './indexing/indexer.js';
@@ -53,9 +53,12 @@ export interface ClusterSide extends ClusterView {
   readiness(): { ready: boolean; reasons: string[] };
 }
 
-export interface ClusterSideFactory {
-  (settings: KubernetesSettings & { driverName: string; platforms?: string[]; identity: string; log: Logger; index: IndexService; onLeaderChange(leader: boolean): void }): Promise<ClusterSide>;
-}
+/**
+ * How often malloc's free pages are handed back. After each job the indexer does it once, but the
+ * layer workers end only some seconds later (idle timeout), and their arenas stay resident until
+ * the next call.
+ */
+const RELEASE_FREE_MEMORY_MS = 15_000;
 
 export interface Controller {
   readonly socketPath: string;
@@ -64,7 +67,7 @@ export interface Controller {
   stop(): Promise<void>;
 }
 
-export async function startController(options: ControllerOptions, kubeSide?: ClusterSideFactory): Promise<Controller> {
+export async function startController(options: ControllerOptions): Promise<Controller> {
   const { log } = options;
   const identity = options.identity ?? hostname();
   const store = new S3IndexStore(options.s3);
@@ -85,8 +88,9 @@ export async function startController(options: ControllerOptions, kubeSide?: Clu
   if (options.kubernetes === false) {
     cluster = standaloneCluster(log);
   } else {
-    if (!kubeSide) throw new Error('no Kubernetes side is built into this controller');
-    cluster = await kubeSide({
+    // Loaded only when used: --no-kubernetes does not pay for @kubernetes/client-node.
+    const { KubeSide } = await import('./kube/index.js');
+    cluster = new KubeSide({
       ...options.kubernetes,
       driverName: options.driverName,
       ...(options.platforms && { platforms: options.platforms }),
@@ -138,6 +142,7 @@ export async function startController(options: ControllerOptions, kubeSide?: Clu
     throw err;
   }
   const csi = server;
+  const memoryTimer = setInterval(() => releaseFreeMemory(), RELEASE_FREE_MEMORY_MS).unref();
   log('info', 'controller started', {
     driver: options.driverName,
     version: options.version,
@@ -155,6 +160,7 @@ export async function startController(options: ControllerOptions, kubeSide?: Clu
     readiness,
     stop() {
       stopped ??= (async () => {
+        clearInterval(memoryTimer);
         await csi.stop();
         await cluster.stop().catch((err: unknown) => log('warn', 'stopping the Kubernetes side failed', { error: describeError(err) }));
         indexQueue.close();

@@ -102,6 +102,24 @@ export async function connectController(socketPath: string): Promise<ControllerC
   };
 }
 
+/**
+ * Calls CreateVolume as the external-provisioner does until it stops answering ABORTED (bounded);
+ * the ABORTED messages are pushed to `aborts`.
+ */
+export async function createVolumeUntilDone(client: ControllerClient, request: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    try {
+      return await client.CreateVolume(request);
+    } catch (err) {
+      const error = err as grpc.ServiceError;
+      if (error.code !== grpc.status.ABORTED) throw err;
+      aborts.push(error.details);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  assert.fail('CreateVolume kept answering ABORTED');
+}
+
 /** `channelOptions`: e.g. `grpc.max_metadata_size`, to call as a client with a small metadata limit does. */
 export async function connectCsi(socketPath: string, channelOptions: grpc.ChannelOptions = {}): Promise<CsiClient> {
   const { Identity, Node } = await csiServiceDefinitions();

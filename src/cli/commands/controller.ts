@@ -1,14 +1,14 @@
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
-import { collect, positiveInteger, seconds } from '../flag-parsers.js';
+import { positiveInteger, seconds } from '../flag-parsers.js';
 import { logJson } from '../log.js';
+import { caCertOption, insecureRegistryOption, serviceRegistrySettings, type ServiceRegistryFlags } from '../registry-options.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
 import { waitForStopSignal } from '../stop-signal.js';
 
-interface ControllerFlags extends S3Flags {
+interface ControllerFlags extends S3Flags, ServiceRegistryFlags {
   endpoint: string;
   s3Bucket: string;
   s3Prefix: string;
@@ -22,9 +22,6 @@ interface ControllerFlags extends S3Flags {
   driverName: string;
   identity?: string;
   readPullSecrets: boolean;
-  insecureRegistry: string[];
-  caCert: string[];
-  dockerConfig?: string;
   createVolumeWaitSeconds: number;
   tempDir: string;
 }
@@ -64,8 +61,8 @@ export function registerController(program: Command): void {
     .option('--identity <name>', 'this replica\'s name in S3 markers and the Lease (default: the host name, i.e. the pod name)')
     .option('--read-pull-secrets', 'read the volumes\' and pods\' pull secrets to index private images (needs RBAC on Secrets)', true)
     .option('--no-read-pull-secrets', 'never read Secrets: private images need --docker-config')
-    .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
-    .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
+    .addOption(insecureRegistryOption())
+    .addOption(caCertOption())
     .option('--docker-config <path>', "the controller's Docker config.json (or its directory), tried after the requests' own credentials; default $DOCKER_CONFIG or ~/.docker")
     .addOption(
       new Option('--create-volume-wait-seconds <n>', 'longest CreateVolume waits for an index before answering ABORTED (the work goes on; the retry picks it up)')
@@ -77,7 +74,6 @@ export function registerController(program: Command): void {
     .addHelpText('after', S3_HELP)
     .action(async (flags: ControllerFlags) => {
       const { startController } = await import('../../controller/controller.js');
-      const { KubeSide } = await import('../../controller/kube/index.js');
       const controller = await startController({
         endpoint: flags.endpoint,
         driverName: checkDriverName(flags.driverName),
@@ -88,11 +84,7 @@ export function registerController(program: Command): void {
         concurrency: flags.concurrency,
         ...(flags.metricsAddr !== undefined && { metricsAddr: flags.metricsAddr }),
         createWaitSeconds: flags.createVolumeWaitSeconds,
-        registry: {
-          insecureRegistries: flags.insecureRegistry,
-          caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
-          ...(flags.dockerConfig !== undefined && { dockerConfigPath: flags.dockerConfig }),
-        },
+        registry: await serviceRegistrySettings(flags),
         tempDir: flags.tempDir,
         kubernetes: flags.kubernetes && {
           ...(flags.kubeconfig !== undefined && { kubeconfig: flags.kubeconfig }),
@@ -101,7 +93,7 @@ export function registerController(program: Command): void {
           ...(flags.leaderElectionNamespace !== undefined && { leaderElectionNamespace: flags.leaderElectionNamespace }),
         },
         log: logJson,
-      }, async (settings) => new KubeSide(settings));
+      });
       await waitForStopSignal();
       await controller.stop();
       logJson('info', 'stopped', {});

@@ -1,15 +1,15 @@
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { ClipError } from '../../clipcore/errors.js';
 import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
 import { parseByteSize } from '../byte-size.js';
-import { collect, seconds } from '../flag-parsers.js';
+import { seconds } from '../flag-parsers.js';
 import { logJson } from '../log.js';
+import { caCertOption, insecureRegistryOption, serviceRegistrySettings, type ServiceRegistryFlags } from '../registry-options.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
 import { waitForStopSignal } from '../stop-signal.js';
 
-interface NodeFlags extends S3Flags {
+interface NodeFlags extends S3Flags, ServiceRegistryFlags {
   endpoint: string;
   nodeId?: string;
   driverName: string;
@@ -23,9 +23,6 @@ interface NodeFlags extends S3Flags {
   indexWaitSeconds: number;
   kubeletDir: string;
   credentialsWaitSeconds: number;
-  insecureRegistry: string[];
-  caCert: string[];
-  dockerConfig?: string;
 }
 
 export function registerNode(program: Command): void {
@@ -70,8 +67,8 @@ export function registerNode(program: Command): void {
         .argParser(seconds)
         .default(30),
     )
-    .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
-    .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
+    .addOption(insecureRegistryOption())
+    .addOption(caCertOption())
     .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker");
   addS3Flags(command)
     .addHelpText('after', S3_HELP)
@@ -93,11 +90,7 @@ export function registerNode(program: Command): void {
         indexWaitSeconds: flags.indexWaitSeconds,
         kubeletDir: flags.kubeletDir,
         credentialsWaitSeconds: flags.credentialsWaitSeconds,
-        registry: {
-          insecureRegistries: flags.insecureRegistry,
-          caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
-          ...(flags.dockerConfig !== undefined && { dockerConfigPath: flags.dockerConfig }),
-        },
+        registry: await serviceRegistrySettings(flags),
         log: logJson,
       });
       await waitForStopSignal();

@@ -367,7 +367,7 @@ export class IndexQueue implements IndexService {
   /** Tells each requester of `want` its outcome if its state changed, and wakes CreateVolume waiters. */
   private report(want: Want): void {
     const outcome = this.outcome(want);
-    const signature = `${outcome.state}|${'reason' in outcome ? outcome.reason : ''}|${outcome.digest ?? ''}`;
+    const signature = `${outcome.state}|${'reason' in outcome ? outcome.reason : ''}`;
     for (const requester of want.requesters.values()) {
       const entry = this.requesters.get(requester.uid);
       if (!entry || entry.told === signature) continue;
