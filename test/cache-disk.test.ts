@@ -13,6 +13,7 @@ import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import { entryContent, keyOf } from './helpers/cache-writer.js';
 import { run } from './helpers/processes.js';
+import { skipUnlessCi } from './helpers/ci-skip.js';
 
 const WRITER = fileURLToPath(new URL('./helpers/cache-writer.js', import.meta.url));
 
@@ -178,7 +179,7 @@ describe('DiskCache', () => {
     await mkdir(dir, { recursive: true });
     const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', dir]);
     if (mounted.code !== 0) {
-      t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+      skipUnlessCi(t, `cannot mount a tmpfs: ${mounted.stderr}`);
       return;
     }
     try {
@@ -350,7 +351,7 @@ describe('DiskCache', () => {
     await mkdir(dir, { recursive: true });
     const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
     if (mounted.code !== 0) {
-      t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+      skipUnlessCi(t, `cannot mount a tmpfs: ${mounted.stderr}`);
       return;
     }
     try {

@@ -16,6 +16,7 @@ import type { Fault } from './harness/counting-proxy.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
 import { run, startClipMount } from './helpers/processes.js';
 import { hashOf, setupReadPathImage, type ReadPathImage } from './helpers/read-path-fixtures.js';
+import { skipUnlessCi } from './helpers/ci-skip.js';
 
 interface LogLine {
   level: string;
@@ -265,7 +266,7 @@ describe('oci read path through FUSE', () => {
     await mkdir(cacheDir, { recursive: true });
     const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', cacheDir]);
     if (mounted.code !== 0) {
-      t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+      skipUnlessCi(t, `cannot mount a tmpfs: ${mounted.stderr}`);
       return;
     }
     try {
