@@ -30,7 +30,6 @@ class FakeOrigin {
   fetches = 0;
   bytes = 0;
   corrupt = 0;
-  delayMs = 0;
   readonly log: Array<{ offset: number; startedMs: number; whileHeld: boolean }> = [];
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
@@ -41,7 +40,6 @@ class FakeOrigin {
     this.log.push({ offset, startedMs: performance.now(), whileHeld: this.gate !== undefined });
     this.waiters = this.waiters.filter((w) => (w.count <= this.fetches ? (w.resolve(), false) : true));
     if (this.gate !== undefined) await this.gate;
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     const out = Buffer.from(BLOB.subarray(offset, offset + length));
     if (this.corrupt > 0) {
       this.corrupt--;
@@ -127,10 +125,13 @@ describe('span tiers', () => {
   test('concurrent reads of a span share one fetch; later reads hit memory', async () => {
     const registry = new Registry();
     const origin = new FakeOrigin();
-    origin.delayMs = 20;
     const cache = new SpanCache({ metrics: new ClipMetrics(registry) });
     const blob = blobOver(origin, cache);
-    const reads = await Promise.all(Array.from({ length: 32 }, (_, i) => blob.read(SPAN + i * 100, 5000)));
+    origin.hold(); // the fetch stays in flight until every read has asked
+    const pending = Array.from({ length: 32 }, (_, i) => blob.read(SPAN + i * 100, 5000));
+    await origin.whenFetches(1);
+    origin.release();
+    const reads = await Promise.all(pending);
     reads.forEach((data, i) => assert.deepEqual(data, BLOB.subarray(SPAN + i * 100, SPAN + i * 100 + 5000)));
     assert.equal(origin.fetches, 1);
     assert.deepEqual(await blob.read(SPAN, 10), BLOB.subarray(SPAN, SPAN + 10));
