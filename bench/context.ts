@@ -1,5 +1,6 @@
 /** What every measurement gets: options, where to record, the registry path and the pushed images. */
 import type { RegistryHandle } from '../test/harness/registry.js';
+import type { FullPull } from './full-pull.js';
 import type { BenchOptions } from './options.js';
 import type { Proxies } from './proxies.js';
 import type { BenchImage, CachedLayer } from './images.js';
@@ -31,5 +32,5 @@ export interface BenchContext {
   readonly layerImages: readonly PushedLayerImage[];
   readonly synthetic: PushedBenchImage;
   /** Figures one measurement leaves for another's comparison. */
-  readonly shared: { fullPullMs: number[] };
+  readonly shared: { fullPulls: FullPull[] };
 }

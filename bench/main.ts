@@ -114,7 +114,7 @@ try {
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
 
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPullMs: [] } };
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPulls: [] } };
   const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
