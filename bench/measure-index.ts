@@ -179,6 +179,7 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
     const times = await paired(freshRuns(options), () => timeCliIndex(ctx, shell, ref), () => timeBaseline(shell, blobs, parallel));
     const clip = summarize(times.clip.map(seconds), 's');
     results.add({
+      ...(name === 'image debian' && { id: 'index.fresh.image' }),
       section: INDEX,
       name: `${name}: \`clip index\` in a fresh process (default concurrency)`,
       clip: samples(clip),
@@ -196,10 +197,11 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
     const clip = summarize(times.clip.map(seconds), 's');
     const base = summarize(times.baseline.map(seconds), 's');
     results.add({
+      id: `index.warm.image.${concurrency}`,
       section: INDEX,
       name: `image debian (${image.layers.length} layers, ${formatBytes(uncompressed)}), ${concurrency} layer${concurrency > 1 ? 's' : ''} at once`,
       clip: samples(clip),
-      comparison: { label: `${concurrency} pipeline${concurrency > 1 ? 's' : ''} at once`, figure: samples(base) },
+      comparison: { label: `${baselineLabel}, ${concurrency} pipeline${concurrency > 1 ? 's' : ''} at once`, figure: samples(base) },
       ratio: pairedRatio(times.clip, times.baseline),
       note: `clip ${mbps(uncompressed, clip.p50)}, baseline ${mbps(uncompressed, base.p50)}${floor(ctx, image.layers.reduce((sum, l) => sum + l.size, 0))}`,
     });
@@ -218,6 +220,7 @@ export async function measureIndexSize(ctx: BenchContext, indexes: ReadonlyMap<P
     const gz = result.compressedImageBytes;
     const claim = value(GO_CLAIM_SHARE * 100, '%', 'index ≈ 0.3 % of the image (alpine: 61 KB)');
     ctx.results.add({
+      id: `size.mount.${name}`,
       section: SIZE,
       name: `${name}: needed before the first read (mountBytes)`,
       clip: value(result.mountBytes, 'B', `${formatBytes(result.mountBytes)} = ${pct(result.mountBytes, un)} of uncompressed, ${pct(result.mountBytes, gz)} of compressed (n=1, deterministic)`),
