@@ -39,7 +39,10 @@ if (headlineRows(main).length === 0) throw new Error(`${main.name} has none of t
 
 let doc = await readFile(DOC, 'utf8');
 doc = replaceRegion(doc, 'headline', headlineTable(main, main.name, link(main.name)));
-const runs = files.map((file) => `${markdown(file.run, file)}\nResults file: [${file.name}](${link(file.name)}).\n`).join('\n');
+// Each run's tables under its heading, the results file named first.
+const runs = files
+  .map((file) => markdown(file.run, file).replace(/\n\n/, `\n\nResults file: [${file.name}](${link(file.name)}).\n\n`))
+  .join('\n');
 doc = replaceRegion(doc, 'runs', runs);
 await writeFile(DOC, doc);
 await writeFile(CHART, headlineChart(headlineRows(main), `${main.run.title}, ${main.run.date.slice(0, 10)}, ${main.name}`));
