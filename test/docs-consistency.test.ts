@@ -28,6 +28,7 @@ import { DISK_WRITE_FAILURE_REASONS } from '../src/clipcore/metrics/names.js';
 import { parsePublishRequest } from '../src/node/volume-spec.js';
 import type { NodePublishVolumeRequest } from '../src/csi/types.js';
 import { cleanupPluginDir, httpGet, makePluginDir, startPlugin, type PluginProcess } from './helpers/csi-plugin.js';
+import { ephemeralContext, MOUNT_CAPABILITY } from './helpers/csi-client.js';
 import { runClip } from './helpers/processes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -298,16 +299,12 @@ describe('docs agree with the code', () => {
     assert.deepEqual([...inYaml.keys()].sort(), [...inProse].sort(), 'the examples show every key the prose lists');
 
     // The parser names the keys it knows when it refuses another one.
-    const request = (context: Record<string, string>): NodePublishVolumeRequest => ({
-      volume_id: 'v',
-      publish_context: {},
-      staging_target_path: '',
-      target_path: '/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/v/mount',
-      volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' },
-      readonly: false,
-      secrets: {},
-      volume_context: { 'csi.storage.k8s.io/ephemeral': 'true', ...context },
-    });
+    // A kubelet inline-volume request with this volume_context (the image from `context`).
+    const request = (context: Record<string, string>): NodePublishVolumeRequest => {
+      const { image = '', ...rest } = context;
+      const kubelet = ephemeralContext(image, { name: 'pod', uid: 'uid' }, rest);
+      return { volume_id: 'v', target_path: '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/v/mount', volume_capability: MOUNT_CAPABILITY(), volume_context: kubelet, readonly: false, secrets: {}, publish_context: {}, staging_target_path: '' };
+    };
     let known: string[] = [];
     assert.throws(
       () => parsePublishRequest(request({ image: 'alpine:3.20', imgae: 'typo' })),
