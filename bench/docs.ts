@@ -9,22 +9,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { headlineChart } from './chart.js';
 import { headlineRows, headlineTable } from './headline.js';
+import { replaceRegion } from './doc-regions.js';
 import { REPO_ROOT } from './paths.js';
 import { markdown } from './report.js';
 import { readResultsFile } from './results-file.js';
 
 const DOC = join(REPO_ROOT, 'docs', 'performance.md');
 const CHART = join(REPO_ROOT, 'docs', 'performance-headline.svg');
-
-/** Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`. */
-export function replaceRegion(text: string, name: string, content: string): string {
-  const start = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  const from = text.indexOf(start);
-  const to = text.indexOf(end);
-  if (from < 0 || to < from) throw new Error(`docs/performance.md has no region ${start} … ${end}`);
-  return `${text.slice(0, from + start.length)}\n${content.trim()}\n${text.slice(to)}`;
-}
 
 const paths = process.argv.slice(2);
 if (paths.length === 0) {
