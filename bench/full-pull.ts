@@ -3,6 +3,7 @@
  * through the same proxies. `skopeo copy` to an OCI layout, then two unpackers of that copy:
  * plain `tar -xzf` of each layer (no whiteouts, no ownership mapping: the floor of any unpacker,
  * and the best alternative the bench compares with) and `umoci unpack` + the first read of a file.
+ * Where containerd is installed, a real runtime's pull of the same image too (bench/containerd.ts).
  */
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ export interface FullPull {
   totalMs: number;
   /** skopeo copy + plain `tar -xzf` of every layer. */
   tarTotalMs: number;
+  /** containerd's pull + mount + the first read of the file, when containerd is there. */
+  containerdMs?: number;
   bytes: number;
 }
 
@@ -59,7 +62,9 @@ export async function fullPull(ctx: BenchContext, name: string, file: FileInfo):
     await handle.read(buffer, 0, buffer.length, 0);
     await handle.close();
     const unpackMs = msSince(unpackStarted);
-    return { copyMs, unpackMs, totalMs: copyMs + unpackMs, tarTotalMs: copyMs + tarMs, bytes };
+    const pull: FullPull = { copyMs, unpackMs, totalMs: copyMs + unpackMs, tarTotalMs: copyMs + tarMs, bytes };
+    if (ctx.containerd) pull.containerdMs = await ctx.containerd.pullAndRead(ctx.debian.ref, file.path, buffer.length);
+    return pull;
   } finally {
     await Promise.all([layout, bundle, plain].map((dir) => rm(dir, { recursive: true, force: true })));
   }

@@ -1,7 +1,7 @@
 /**
  * The headline of docs/performance.md: a few figures a user would compare, each clip-csi beside the
  * best alternative measured in the same run (the fastest unpack: skopeo copy + tar -xzf), with
- * umoci as a second row where the issue of which unpacker matters. Rows come from a results file
+ * a real runtime's pull (containerd, where installed) and umoci as further rows. Rows come from a results file
  * by their stable ids (set by the measure-*.ts modules).
  */
 import type { ResultsFile } from './results-file.js';
@@ -17,8 +17,10 @@ interface HeadlineSpec {
 
 const HEADLINE: readonly HeadlineSpec[] = [
   { row: 'ttfb.present.tar', figure: 'First read of a file, index on the node' },
+  { row: 'ttfb.present.containerd', figure: 'First read of a file, index on the node (against containerd)', secondary: true },
   { row: 'ttfb.present.umoci', figure: 'First read of a file, index on the node (against umoci)', secondary: true },
   { row: 'ttfb.nothing.tar', figure: 'First read of a file from nothing (index the image, then read)' },
+  { row: 'ttfb.nothing.containerd', figure: 'First read from nothing (against containerd)', secondary: true },
   { row: 'ttfb.nothing.umoci', figure: 'First read from nothing (against umoci)', secondary: true },
   { row: 'node.publish.present', figure: 'Pod volume ready: NodePublishVolume, index on the node' },
   { row: 'node.publish.never-seen', figure: 'Pod volume ready: NodePublishVolume, image never seen' },

@@ -11,6 +11,7 @@ import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { startRegistry, type RegistryHandle } from '../test/harness/registry.js';
 import type { BenchContext, PushedBenchImage, PushedLayerImage } from './context.js';
 import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLayer, type BenchImage } from './images.js';
+import { startContainerd, type Containerd } from './containerd.js';
 import { machineInfo } from './machine.js';
 import { measureFuse } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
@@ -41,6 +42,7 @@ loadTimer.unref();
 const source = await sourceState();
 let registry: RegistryHandle | undefined;
 let proxies: Proxies | undefined;
+let containerd: Containerd | undefined;
 let failed = false;
 
 /** The commit measured, and whether the work tree had changes on top of it. */
@@ -55,6 +57,7 @@ async function sourceState(): Promise<{ text: string; commit: string }> {
 
 async function cleanup(): Promise<void> {
   await forceUnmount(join(workDir, 'mnt')).catch(() => undefined);
+  await containerd?.close().catch(() => undefined);
   await proxies?.close().catch(() => undefined);
   await registry?.stop().catch(() => undefined);
   await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
@@ -116,7 +119,12 @@ try {
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
 
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPulls: [] } };
+  if (options.only.has('ttfb') || options.only.has('node')) {
+    const started = await startContainerd(join(workDir, 'containerd'));
+    if ('unavailable' in started) results.note(`no containerd pull to compare with: ${started.unavailable}`);
+    else containerd = started;
+  }
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, containerd, shared: { fullPulls: [] } };
   const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],

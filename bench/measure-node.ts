@@ -17,6 +17,7 @@ import { cleanupPluginDir, makePluginDir, podVolume, startPlugin, type PluginPro
 import { pushImageDetailed, type LayerInput } from '../test/harness/image-builder.js';
 import { buildTarLayer } from '../test/harness/tar-layer.js';
 import type { BenchContext } from './context.js';
+import { CONTAINERD_PULL_LABEL } from './containerd.js';
 import { fullPull, TAR_PULL_LABEL, UMOCI_PULL_LABEL, type FullPull } from './full-pull.js';
 import { rawLayers } from './images.js';
 import { residentBytes } from './mount.js';
@@ -233,11 +234,13 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     if (pairedPulls.length > 0) {
       const pairedPublishes = neverSeen.slice(0, pairedPulls.length);
       const umoci = pairedRatio(pairedPublishes, pairedPulls.map((p) => p.totalMs));
+      const containerdMs = pairedPulls.flatMap((p) => (p.containerdMs === undefined ? [] : [p.containerdMs]));
+      const containerd = containerdMs.length === pairedPulls.length ? `; against ${CONTAINERD_PULL_LABEL}: ${pairedRatio(pairedPublishes, containerdMs).text}` : '';
       results.add({
         ...neverRow,
         comparison: { label: `${TAR_PULL_LABEL} (the debian image, without the one file)`, figure: samples(summarize(pairedPulls.map((p) => p.tarTotalMs / 1000), 's')) },
         ratio: pairedRatio(pairedPublishes, pairedPulls.map((p) => p.tarTotalMs)),
-        note: `${neverRow.note}; the first ${pairedPulls.length} publishes each paired with a full pull run right before or after it (alternating order); against ${UMOCI_PULL_LABEL} in the same pairs: ${umoci.text}`,
+        note: `${neverRow.note}; the first ${pairedPulls.length} publishes each paired with a full pull run right before or after it (alternating order); against ${UMOCI_PULL_LABEL} in the same pairs: ${umoci.text}${containerd}`,
       });
     } else results.add(neverRow);
     const filesRead = options.quick ? 'one file' : `${FILES_READ_PER_IMAGE + 1} files`;

@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArchiveReader, createFromOCIImage } from '../src/clipcore/index.js';
 import type { BenchContext } from './context.js';
+import { CONTAINERD_PULL_LABEL } from './containerd.js';
 import { FIRST_READ_BYTES, fullPull, TAR_PULL_LABEL, UMOCI_PULL_LABEL, type FullPull } from './full-pull.js';
 import { pairedRatio, samples } from './results.js';
 import { formatBytes, msSince, num, seededRandom, summarize } from './stats.js';
@@ -114,6 +115,20 @@ export async function measureTtfb(ctx: BenchContext): Promise<void> {
     ratio: versus(warmMs.p50, summarize(pulls.map((p) => p.totalMs), 'ms').p50),
     note: 'same runs as the row above',
   });
+  // A real runtime's pull, where containerd is installed: every pull then has a containerdMs.
+  const containerdMs = pulls.flatMap((p) => (p.containerdMs === undefined ? [] : [p.containerdMs]));
+  const withContainerd = containerdMs.length === pulls.length && pulls.length > 0;
+  if (withContainerd) {
+    results.add({
+      id: 'ttfb.present.containerd',
+      section: SECTION,
+      name: 'index on the node: the same reads, against a real runtime\'s pull',
+      clip: samples(warmMs),
+      comparison: { label: CONTAINERD_PULL_LABEL, figure: samples(summarize(containerdMs.map((ms) => ms / 1000), 's')) },
+      ratio: versus(warmMs.p50, summarize(containerdMs, 'ms').p50),
+      note: `same runs as the rows above; ${ctx.containerd?.version ?? 'containerd'}, overlayfs snapshotter, CRI plugin off (ctr talks to it directly)`,
+    });
+  }
   const fromNothingSeconds = samples(summarize(fromNothing.map((r) => r.ms / 1000), 's'));
   results.add({
     id: 'ttfb.nothing.tar',
@@ -139,6 +154,20 @@ export async function measureTtfb(ctx: BenchContext): Promise<void> {
     ),
     note: 'same runs as the row above',
   });
+  if (withContainerd) {
+    results.add({
+      id: 'ttfb.nothing.containerd',
+      section: SECTION,
+      name: 'from nothing, against a real runtime\'s pull',
+      clip: fromNothingSeconds,
+      comparison: { label: CONTAINERD_PULL_LABEL, figure: samples(summarize(containerdMs.map((ms) => ms / 1000), 's')) },
+      ratio: pairedRatio(
+        fromNothing.map((r) => r.ms),
+        containerdMs,
+      ),
+      note: 'same runs as the rows above (containerd pulls right after skopeo\'s, in the same slot of each pair)',
+    });
+  }
   const bytes = summarize(warm.map((r) => r.bytes / 1024), 'KiB');
   const pullBytes = summarize(pulls.map((p) => p.bytes / 1024 / 1024), 'MiB');
   results.add({
