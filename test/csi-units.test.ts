@@ -1,14 +1,20 @@
 /** The CSI driver's pure pieces: error mapping, secrets, request validation, endpoints, locking. */
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, realpath, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import grpc from '@grpc/grpc-js';
 import { ClipError, credentialsFromSecrets, imageKeyOf, type ClipErrorCode } from '../src/clipcore/index.js';
 import { CsiError, toGrpcError } from '../src/csi/errors.js';
+import { checkLength, quote } from '../src/csi/limits.js';
 import { checkDriverName } from '../src/csi/identity.js';
 import { socketPathOf } from '../src/csi/server.js';
 import type { NodePublishVolumeRequest } from '../src/csi/types.js';
-import { parseListenAddress } from '../src/node/http-server.js';
+import { parseListenAddress } from '../src/csi/http-server.js';
+import { ImageCredentials } from '../src/node/image-credentials.js';
 import { KeyedLock } from '../src/node/keyed-lock.js';
+import { checkTarget, resolvePath, resolveRules } from '../src/node/target-path.js';
 import { parsePublishRequest } from '../src/node/volume-spec.js';
 
 describe('error mapping at the gRPC edge', () => {
@@ -74,8 +80,8 @@ describe('credentials from a nodePublishSecretRef', () => {
   });
 });
 
-describe('NodePublishVolume validation', () => {
-  const request = (overrides: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest => ({
+function validRequest(overrides: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest {
+  return {
     volume_id: 'v',
     publish_context: {},
     staging_target_path: '',
@@ -85,7 +91,11 @@ describe('NodePublishVolume validation', () => {
     secrets: {},
     volume_context: { image: 'alpine:3.20', 'csi.storage.k8s.io/ephemeral': 'true' },
     ...overrides,
-  });
+  };
+}
+
+describe('NodePublishVolume validation', () => {
+  const request = validRequest;
   it('kubelet inline volumes: SINGLE_NODE_WRITER with readonly=false is writable, readonly=true is not', () => {
     assert.equal(parsePublishRequest(request()).readOnly, false);
     assert.equal(parsePublishRequest(request({ readonly: true })).readOnly, true);
@@ -137,14 +147,85 @@ describe('small parsers and the keyed lock', () => {
   it('runs work for one key one after another, other keys alongside', async () => {
     const lock = new KeyedLock();
     const order: string[] = [];
-    const step = (name: string, ms: number) => async () => {
-      order.push(`${name}+`);
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      order.push(`${name}-`);
-    };
-    await Promise.all([lock.run(['a'], step('a1', 30)), lock.run(['a'], step('a2', 1)), lock.run(['b'], step('b1', 1))]);
-    assert.ok(order.indexOf('a1-') < order.indexOf('a2+'), order.join(' '));
-    assert.ok(order.indexOf('b1-') < order.indexOf('a1-'), order.join(' '));
+    let releaseA1!: () => void;
+    const a1Gate = new Promise<void>((resolve) => (releaseA1 = resolve));
+    let a1Started!: () => void;
+    const a1Running = new Promise<void>((resolve) => (a1Started = resolve));
+    const a1 = lock.run(['a'], async () => {
+      order.push('a1+');
+      a1Started();
+      await a1Gate;
+      order.push('a1-');
+    });
+    const a2 = lock.run(['a'], async () => {
+      order.push('a2');
+    });
+    await a1Running;
+    // Another key runs to completion while 'a' is held, and the second holder of 'a' waits.
+    await lock.run(['b'], async () => {
+      order.push('b1');
+    });
+    assert.deepEqual(order, ['a1+', 'b1']);
+    assert.equal(lock.busy('a'), true);
+    assert.equal(lock.busy('b'), false);
+    releaseA1();
+    await Promise.all([a1, a2]);
+    assert.deepEqual(order, ['a1+', 'b1', 'a1-', 'a2']);
     assert.equal(lock.busy('a'), false);
+  });
+});
+
+describe('target path rules, field limits, credentials held in memory', () => {
+  it('resolvePath follows `..` and symlinks (the last component too) and keeps missing components', async () => {
+    const dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-paths-')));
+    try {
+      await mkdir(join(dir, 'kubelet', 'pods'), { recursive: true });
+      await mkdir(join(dir, 'elsewhere'));
+      await symlink(join(dir, 'elsewhere'), join(dir, 'kubelet', 'pods', 'out'));
+      await symlink('../pods', join(dir, 'kubelet', 'pods', 'loop-free'));
+      await symlink(join(dir, 'missing', 'target'), join(dir, 'kubelet', 'pods', 'dangling'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', 'a', 'b')), join(dir, 'kubelet', 'pods', 'a', 'b'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', '..', '..', 'elsewhere')), join(dir, 'elsewhere'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', 'out')), join(dir, 'elsewhere'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', 'out', 'mount')), join(dir, 'elsewhere', 'mount'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', 'loop-free', 'x')), join(dir, 'kubelet', 'pods', 'x'));
+      assert.equal(await resolvePath(join(dir, 'kubelet', 'pods', 'dangling')), join(dir, 'missing', 'target'));
+      const rules = await resolveRules(join(dir, 'kubelet'), [{ dir: join(dir, 'kubelet', 'state'), name: 'state directory' }]);
+      assert.equal(await checkTarget('target_path', join(dir, 'kubelet', 'pods', 'p', 'mount'), rules), join(dir, 'kubelet', 'pods', 'p', 'mount'));
+      for (const [path, message] of [
+        [join(dir, 'kubelet', 'pods', 'out', 'mount'), /resolves to .* not under the kubelet directory/],
+        [join(dir, 'kubelet'), /not under the kubelet directory/],
+        [join(dir, 'kubelet-other', 'x'), /not under the kubelet directory/],
+        [join(dir, 'kubelet', 'state', 'x'), /inside the plugin's state directory/],
+      ] as const) {
+        await assert.rejects(checkTarget('target_path', path, rules), (err: CsiError) => err.code === grpc.status.INVALID_ARGUMENT && message.test(err.message));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('quoted values are truncated; over-long fields are refused with their limit', () => {
+    assert.equal(quote('short'), '"short"');
+    const long = quote('x'.repeat(10_000));
+    assert.ok(long.length < 200, long);
+    assert.match(long, /9872 more characters/);
+    assert.throws(() => checkLength('f', 'é'.repeat(3), 5), /f is 6 bytes long, over the limit of 5 bytes/);
+    assert.equal(checkLength('f', 'abc', 5), 'abc');
+    assert.throws(() => parsePublishRequest({ ...validRequest(), volume_id: 'v'.repeat(513) }), /volume_id is 513 bytes long, over the limit of 512/);
+  });
+
+  it('image credentials: used once set, awaited (bounded) when expected, refreshed by a later set', async () => {
+    let missing = 0;
+    const slot = new ImageCredentials(50, () => missing++);
+    assert.equal(await slot.provider('r'), undefined, 'none expected: the node config or anonymous');
+    slot.expect();
+    await assert.rejects(slot.provider('r'), (err: ClipError) => err.code === 'UNAUTHORIZED');
+    assert.equal(missing, 1);
+    const waiting = slot.provider('r');
+    slot.set({ username: 'u', password: 'p' });
+    assert.deepEqual(await waiting, { username: 'u', password: 'p' });
+    slot.set({ token: 't' });
+    assert.deepEqual(await slot.provider('r'), { token: 't' });
   });
 });

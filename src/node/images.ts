@@ -1,23 +1,30 @@
 /**
  * One FUSE mount per image (manifest digest + platform) on this node, shared by every volume of
- * that image. Getting an image ready means getting its index (the node-local cache, else S3, else a
- * controller, else indexing it here) and mounting it. Both happen once per image however many
+ * that image. Getting an image ready means getting its index (the node-local cache, else S3, else
+ * waiting for the controller while its "being indexed" marker is fresh, else indexing it here) and
+ * mounting it. Both happen once per image however many
  * volumes ask at the same time, and run to the end in the background even when the publish that
  * started them gives up waiting: the next publish picks up the same job, never a new one.
  */
 import { rmdir, stat, unlink } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   ArchiveFormatError,
   createFromOCIImage,
   describeError,
+  isMarkerFresh,
   mountArchive,
+  type IndexingMarker,
   type IndexProgress,
   type MountArchiveOptions,
   type MountHandle,
   type RegistryClientOptions,
+  type RegistryCredentials,
   type S3IndexStore,
 } from '../clipcore/index.js';
+import { truncate } from '../csi/limits.js';
 import type { Logger } from '../csi/log.js';
+import { ImageCredentials } from './image-credentials.js';
 import type { IndexSource, NodeMetrics } from './metrics.js';
 import { detachFuse } from './mount-utils.js';
 import type { StateDir } from './state.js';
@@ -32,8 +39,14 @@ export interface ImageRequest {
   /** Image manifest digest. */
   digest: string;
   platform: string;
-  /** Credentials, CA certificates, insecure registries: used to index and to read bytes. */
-  registryOptions: RegistryClientOptions;
+  /** CA certificates, insecure registries, the node's Docker config: used to index and to read bytes. */
+  registryOptions: Omit<RegistryClientOptions, 'auth' | 'credentialsProvider'>;
+}
+
+/** A volume using an image mount: its publish record id and volume id (for logs). */
+export interface ImageUser {
+  id: string;
+  volumeId: string;
 }
 
 export interface ImageMount {
@@ -43,8 +56,8 @@ export interface ImageMount {
   readonly bytes: number;
   /** Inodes in the image. */
   readonly inodes: number;
-  /** Publish record ids using this mount. */
-  readonly users: Set<string>;
+  /** Publish record id → volume id of the volumes using this mount. */
+  readonly users: Map<string, string>;
   readonly handle: MountHandle;
   releaseTimer?: NodeJS.Timeout;
 }
@@ -61,6 +74,8 @@ export interface ImageManagerOptions {
   mountExtras?: MountExtras;
   /** Indexes shared through S3 (--s3-bucket). */
   s3?: S3IndexStore;
+  /** How long a registry request waits for credentials a restarted plugin does not have yet. */
+  credentialsWaitMs: number;
 }
 
 /** Thrown by `acquire` when the image is not ready within the wait: the work goes on. */
@@ -77,6 +92,10 @@ export class ImageNotReady extends Error {
 
 /** How long an image mounted for a publish that stopped waiting stays up for the retry. */
 const UNCLAIMED_HOLD_MS = 180_000;
+/** How often a node waiting for the controller's index looks for it (HEAD) and re-reads the marker. */
+const CONTROLLER_POLL_MS = 1_000;
+/** At most one "credentials missing" line per image this often: every failed read would write one. */
+const MISSING_CREDENTIALS_LOG_MS = 10_000;
 
 export class ImageManager {
   private readonly mounted = new Map<string, ImageMount>();
@@ -84,6 +103,9 @@ export class ImageManager {
   private readonly indexing = new Map<string, Promise<{ path: string; source: IndexSource }>>();
   private readonly progress = new Map<string, IndexProgress>();
   private readonly releasing = new Map<string, Promise<void>>();
+  private readonly credentials = new Map<string, ImageCredentials>();
+  /** Images whose index the controller is making: its latest marker, for progress messages. */
+  private readonly awaited = new Map<string, IndexingMarker>();
   private closed = false;
 
   constructor(private readonly options: ImageManagerOptions) {}
@@ -100,7 +122,7 @@ export class ImageManager {
    * Gets the image mounted and registers `user` on it. Waits at most `waitMs` (and not past
    * `signal`); then throws ImageNotReady while the indexing and mounting go on.
    */
-  async acquire(request: ImageRequest, user: string, waitMs: number, signal?: AbortSignal): Promise<ImageMount> {
+  async acquire(request: ImageRequest, user: ImageUser, waitMs: number, signal?: AbortSignal): Promise<ImageMount> {
     for (;;) {
       await waitFor(this.ensure(request), waitMs, signal, (reason) => new ImageNotReady(request.key, reason, this.describeProgress(request.key)));
       const mount = this.attach(request.key, user);
@@ -110,13 +132,42 @@ export class ImageManager {
   }
 
   /** Registers a user on an image that is mounted; undefined when it is not. */
-  attach(key: string, user: string): ImageMount | undefined {
+  attach(key: string, user: ImageUser): ImageMount | undefined {
     const mount = this.mounted.get(key);
     if (!mount) return undefined;
     if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
     mount.releaseTimer = undefined;
-    mount.users.add(user);
+    mount.users.set(user.id, user.volumeId);
     return mount;
+  }
+
+  /** A publish brought credentials (a secret): the image's registry requests use them from now on. */
+  setCredentials(key: string, credentials: RegistryCredentials): void {
+    this.credentialsOf(key).set(credentials);
+  }
+
+  /** A restored volume had credentials from a secret: the image's registry requests wait for them. */
+  expectCredentials(key: string): void {
+    this.credentialsOf(key).expect();
+  }
+
+  private credentialsOf(key: string): ImageCredentials {
+    let found = this.credentials.get(key);
+    if (!found) {
+      let loggedAt = -Infinity;
+      const slot = new ImageCredentials(this.options.credentialsWaitMs, () => {
+        if (Date.now() - loggedAt < MISSING_CREDENTIALS_LOG_MS) return;
+        loggedAt = Date.now();
+        this.options.log('error', 'registry credentials missing: reads of data not cached fail with EIO until kubelet publishes the volume again', {
+          image_key: key,
+          volume_ids: [...(this.mounted.get(key)?.users.values() ?? [])],
+          waited_ms: this.options.credentialsWaitMs,
+        });
+      });
+      this.credentials.set(key, slot);
+      found = slot;
+    }
+    return found;
   }
 
   /** Drops a user; the last one going starts the grace period after which the image is unmounted. */
@@ -161,6 +212,9 @@ export class ImageManager {
       const percent = progress.bytes > 0 ? Math.floor((100 * progress.bytesDone) / progress.bytes) : 0;
       return `indexing: ${percent}% of ${progress.bytes} compressed bytes, ${progress.layersDone}/${progress.layers} layers`;
     }
+    const marker = this.awaited.get(key);
+    // The marker is another process's text: bounded before it reaches a message.
+    if (marker) return `being indexed by ${truncate(marker.holder)}: ${truncate(marker.progress ?? `started ${marker.startedAt}`, 256)}`;
     return this.indexing.has(key) ? 'fetching its index' : 'mounting';
   }
 
@@ -186,7 +240,7 @@ export class ImageManager {
       mountPoint: handle.mountPoint,
       bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
       inodes: toc.inodes.length,
-      users: new Set(),
+      users: new Map(),
       handle,
     };
     this.mounted.set(request.key, mount);
@@ -202,7 +256,8 @@ export class ImageManager {
       ...this.options.mountExtras,
       archive: indexPath,
       mountPoint,
-      registry: request.registryOptions,
+      // Asked at each registry request: a republish replaces the credentials of a live mount.
+      registry: { ...request.registryOptions, credentialsProvider: this.credentialsOf(request.key).provider },
     });
     handle.onError(({ error, operation, path }) =>
       this.options.log('error', 'image read failed', { image: request.image, digest: request.digest, operation, path, error: error.message }),
@@ -229,7 +284,7 @@ export class ImageManager {
     return job;
   }
 
-  /** The node-local cache, else S3 (with --s3-bucket), else a controller (none yet), else index here. */
+  /** The node-local cache, else S3 (with --s3-bucket), else the controller's index once it is made, else index here. */
   private async obtainIndex(request: ImageRequest, localOnly: boolean): Promise<{ path: string; source: IndexSource }> {
     const path = this.options.state.indexPath(request.key);
     const s3 = localOnly ? undefined : this.options.s3;
@@ -238,17 +293,17 @@ export class ImageManager {
       this.options.log('info', 'index fetched from S3', { image: request.image, digest: request.digest, url: s3.url(request.key) });
       return { path, source: 's3' };
     }
-    // TODO(controller): once a controller exists, ask it for the index here (source 'controller').
+    if (s3 && (await this.awaitController(s3, request, path))) return { path, source: 'controller' };
     const started = Date.now();
     this.options.log('info', 'indexing image', { image: request.image, digest: request.digest, platform: request.platform });
-    const { auth, ...registry } = request.registryOptions;
     try {
+      const auth = await this.credentialsOf(request.key).wait();
       const result = await createFromOCIImage({
         imageRef: `${request.registry}/${request.repository}@${request.digest}`,
         outputPath: path,
         platform: request.platform,
-        auth,
-        registry,
+        ...(auth && { auth }),
+        registry: request.registryOptions,
         onProgress: (progress) => this.progress.set(request.key, progress),
       });
       const seconds = (Date.now() - started) / 1000;
@@ -267,6 +322,43 @@ export class ImageManager {
       this.options.log('warn', 'indexing failed', { image: request.image, digest: request.digest, error: describeError(err) });
       throw err;
     }
+  }
+
+  /**
+   * While the controller's marker beside the index is fresh, waits for the index (HEAD every
+   * second, the marker re-read each time) and fetches it: true. False when there is no fresh
+   * marker, or it goes stale or disappears without an index: the node then indexes the image itself.
+   */
+  private async awaitController(s3: S3IndexStore, request: ImageRequest, path: string): Promise<boolean> {
+    const fields = { image: request.image, digest: request.digest, url: s3.url(request.key) };
+    let marker = await s3.readMarker(request.key);
+    if (!marker || !isMarkerFresh(marker, new Date())) {
+      if (marker) this.options.log('info', 'the indexing marker is stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
+      return false;
+    }
+    this.options.log('info', 'waiting for the controller to index the image', { ...fields, holder: truncate(marker.holder) });
+    try {
+      for (;;) {
+        this.awaited.set(request.key, marker);
+        await delay(CONTROLLER_POLL_MS);
+        if ((await s3.exists(request.key)) && (await s3.fetch(request.key, path))) break;
+        marker = await s3.readMarker(request.key);
+        if (!marker) {
+          // The controller uploads the index, then deletes its marker: look once more.
+          if (await s3.fetch(request.key, path)) break;
+          this.options.log('warn', 'the indexing marker disappeared without an index; indexing the image here', fields);
+          return false;
+        }
+        if (!isMarkerFresh(marker, new Date())) {
+          this.options.log('warn', 'the indexing marker went stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
+          return false;
+        }
+      }
+    } finally {
+      this.awaited.delete(request.key);
+    }
+    this.options.log('info', 'index fetched from S3 (made by the controller)', fields);
+    return true;
   }
 
   /** Uploads an index made here for the other nodes; a failure only costs them indexing it too. */
@@ -293,6 +385,8 @@ export class ImageManager {
   private async release(mount: ImageMount): Promise<void> {
     if (mount.users.size > 0 || this.mounted.get(mount.key) !== mount) return;
     this.mounted.delete(mount.key);
+    // The credentials leave memory with the image's last mount (a later publish brings them again).
+    if (!this.mounting.has(mount.key)) this.credentials.delete(mount.key);
     const job = (async () => {
       await mount.handle.unmount();
       await detachFuse(mount.mountPoint);

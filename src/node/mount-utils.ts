@@ -51,16 +51,24 @@ async function mustRun(what: string, command: string, args: readonly string[]): 
   }
 }
 
-/** Bind-mounts `source` at `target`; read-only binds need a second, remounting call. */
+/**
+ * Options of every mount at a target: an image may ship device nodes and setuid-root files, and
+ * neither may work in a pod (a usable block device, a root shell).
+ */
+export const TARGET_MOUNT_OPTIONS = ['nodev', 'nosuid'] as const;
+
+/**
+ * Bind-mounts `source` at `target`, then remounts it `nodev,nosuid` (and `ro`): a bind takes
+ * per-mount flags only from a second, remounting call.
+ */
 export async function bindMount(source: string, target: string, readOnly: boolean): Promise<void> {
   await mustRun(`bind mount of ${source} at ${target}`, 'mount', ['--bind', source, target]);
-  if (readOnly) {
-    try {
-      await mustRun(`read-only remount of ${target}`, 'mount', ['-o', 'remount,bind,ro', target]);
-    } catch (err) {
-      await unmountAll(target);
-      throw err;
-    }
+  const options = ['remount', 'bind', ...TARGET_MOUNT_OPTIONS, ...(readOnly ? ['ro'] : [])].join(',');
+  try {
+    await mustRun(`remount of ${target} (${options})`, 'mount', ['-o', options, target]);
+  } catch (err) {
+    await unmountTop(target);
+    throw err;
   }
 }
 
@@ -72,7 +80,28 @@ export async function overlayMount(lower: string, upper: string, work: string, t
   for (const path of [lower, upper, work]) {
     if (/[,:]/.test(path)) throw new ClipError('INVALID_ARGUMENT', `overlay path ${path} may not contain ',' or ':'`);
   }
-  await mustRun(`overlay mount at ${target}`, 'mount', ['-t', 'overlay', 'clip-overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+  const options = [...TARGET_MOUNT_OPTIONS, `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`].join(',');
+  await mustRun(`overlay mount at ${target}`, 'mount', ['-t', 'overlay', 'clip-overlay', '-o', options, target]);
+}
+
+/** The mount on top at `path` (the one a process there sees), if any. */
+export async function topMountAt(path: string): Promise<MountEntry | undefined> {
+  const stack = await mountsAt(path);
+  // Mounts stacked at one point each have the one below as their parent.
+  return stack.find((entry) => !stack.some((other) => other.parentId === entry.id));
+}
+
+/** Unmounts the one mount on top at `path` (lazily if it stays busy). */
+export async function unmountTop(path: string): Promise<void> {
+  const target = resolve(path);
+  const top = await topMountAt(target);
+  if (!top) return;
+  const plain = await runCommand('umount', ['--no-canonicalize', target]);
+  if (plain.code === 0) return;
+  const lazy = await runCommand('umount', ['--no-canonicalize', '-l', target]);
+  if (lazy.code !== 0 && (await topMountAt(target))?.id === top.id) {
+    throw new ClipError('MOUNT_FAILED', `cannot unmount ${target}: ${lazy.stderr || plain.stderr}`);
+  }
 }
 
 /**

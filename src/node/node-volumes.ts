@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import {
   credentialsFromSecrets,
@@ -16,18 +16,19 @@ import {
   imageKeyOf,
   RegistryClient,
   type Platform,
-  type RegistryClientOptions,
   type RegistryCredentials,
 } from '../clipcore/index.js';
 import { alreadyExists, CsiError, invalidArgument, notFound } from '../csi/errors.js';
+import { quote } from '../csi/limits.js';
 import type { Logger } from '../csi/log.js';
 import type { CallContext, NodeService } from '../csi/server.js';
 import type { NodeGetVolumeStatsResponse, NodePublishVolumeRequest, VolumeUsage } from '../csi/types.js';
-import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest } from './images.js';
+import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest, type ImageUser } from './images.js';
 import { KeyedLock } from './keyed-lock.js';
-import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, unmountAll, type MountEntry } from './mount-utils.js';
+import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, topMountAt, unmountTop, type MountEntry } from './mount-utils.js';
 import { RECORD_VERSION, StateDir, type PublishRecord } from './state.js';
-import { parsePublishRequest, requirePath, requireVolumeId, type PublishSpec } from './volume-spec.js';
+import { checkTarget, resolvePath, type TargetRules } from './target-path.js';
+import { parsePublishRequest, requirePath, requirePathField, requireVolumeId, type PublishSpec } from './volume-spec.js';
 
 export interface RegistrySettings {
   insecureRegistries: string[];
@@ -43,6 +44,8 @@ export interface NodeVolumesOptions {
   registry: RegistrySettings;
   /** The longest a publish waits for an image to be indexed and mounted before answering ABORTED. */
   indexWaitMs: number;
+  /** Where target paths may be (--kubelet-dir) and may not be (the state and cache directories). */
+  targets: TargetRules;
   log: Logger;
 }
 
@@ -100,7 +103,7 @@ export class NodeVolumes {
         await this.unpublish(requireVolumeId(request.volume_id), requirePath(request.target_path, 'target_path'), ctx);
         return {};
       },
-      NodeGetVolumeStats: (request) => this.stats(requireVolumeId(request.volume_id), requirePath(request.volume_path, 'volume_path')),
+      NodeGetVolumeStats: (request) => this.stats(requireVolumeId(request.volume_id), requirePathField(request.volume_path, 'volume_path')),
       NodeGetCapabilities: async () => ({
         capabilities: [{ rpc: { type: 'GET_VOLUME_STATS' } }, { rpc: { type: 'VOLUME_CONDITION' } }],
       }),
@@ -112,7 +115,9 @@ export class NodeVolumes {
   // Publish
 
   private async publish(request: NodePublishVolumeRequest, ctx: CallContext): Promise<Record<string, never>> {
-    const spec = parsePublishRequest(request);
+    const parsed = parsePublishRequest(request);
+    // Mounts go where the path really leads: symlinks and `..` resolved, checked against the rules.
+    const spec: PublishSpec = { ...parsed, targetPath: await checkTarget('target_path', parsed.targetPath, this.options.targets) };
     ctx.annotate({ image: spec.image, read_only: spec.readOnly, ephemeral: spec.ephemeral });
     if (spec.pod.namespace || spec.pod.name) ctx.annotate({ pod: `${spec.pod.namespace ?? ''}/${spec.pod.name ?? ''}` });
     await this.start();
@@ -120,21 +125,23 @@ export class NodeVolumes {
       const id = StateDir.recordId(spec.volumeId, spec.targetPath);
       const other = this.recordAtTarget(spec.targetPath);
       if (other && other.volumeId !== spec.volumeId) {
-        throw alreadyExists(`target_path ${spec.targetPath} already holds volume ${other.volumeId} (image ${other.image})`);
+        throw alreadyExists(`target_path ${quote(spec.targetPath)} already holds volume ${quote(other.volumeId)} (image ${other.image})`);
       }
+      const credentials = credentialsFromSecrets(spec.secrets, spec.reference.registry);
       const existing = this.records.get(id);
       if (existing) {
         const difference = incompatibility(existing, spec);
-        if (difference) throw alreadyExists(`volume ${spec.volumeId} is already published at ${spec.targetPath} ${difference}`);
+        if (difference) throw alreadyExists(`volume ${quote(spec.volumeId)} is already published at ${quote(spec.targetPath)} ${difference}`);
         ctx.annotate({ digest: existing.digest });
+        // kubelet republishes periodically (requiresRepublish): fresh credentials, and after a
+        // restart the only way they come back.
+        if (credentials) this.options.images.setCredentials(existing.imageKey, credentials);
         if (await this.healthy(existing)) return {};
         // Recorded but not (or no longer) served: a restore that failed or is still waiting.
         await this.mountRecord(existing, this.waitBudget(ctx), ctx.signal, false);
         return {};
       }
-      const credentials = credentialsFromSecrets(spec.secrets, spec.reference.registry);
-      const registryOptions = this.registryOptions(credentials);
-      const resolved = await this.resolve(spec, registryOptions);
+      const resolved = await this.resolve(spec, credentials);
       ctx.annotate({ digest: resolved.digest });
       const record: PublishRecord = {
         version: RECORD_VERSION,
@@ -151,22 +158,23 @@ export class NodeVolumes {
         repository: resolved.repository,
         digest: resolved.digest,
         imageKey: imageKeyOf(resolved.digest, spec.platform),
-        ...(credentials && { credentials }),
+        credentialsFromSecret: credentials !== undefined,
         publishedAt: new Date().toISOString(),
       };
+      if (credentials) this.options.images.setCredentials(record.imageKey, credentials);
       await this.mountRecord(record, this.waitBudget(ctx), ctx.signal, true);
       return {};
     });
   }
 
   /** The tag's digest: asked of the registry (with the volume's credentials) unless IfNotPresent already knows it. */
-  private async resolve(spec: PublishSpec, registryOptions: RegistryClientOptions): Promise<{ digest: string; registry: string; repository: string }> {
+  private async resolve(spec: PublishSpec, credentials: RegistryCredentials | undefined): Promise<{ digest: string; registry: string; repository: string }> {
     // Keyed by the credentials too: a volume without them must not ride on another's resolution.
-    const who = registryOptions.auth ? createHash('sha256').update(JSON.stringify(registryOptions.auth)).digest('hex') : 'node';
+    const who = credentials ? createHash('sha256').update(JSON.stringify(credentials)).digest('hex') : 'node';
     const cacheKey = `${spec.reference.toString()}|${spec.platform}|${who}`;
     const known = this.resolved.get(cacheKey);
     if (known && (spec.pullPolicy === 'IfNotPresent' || spec.reference.digest)) return known;
-    const client = new RegistryClient(registryOptions);
+    const client = new RegistryClient({ ...this.registryOptions(), ...(credentials && { auth: credentials }) });
     try {
       const manifest = await client.resolveManifest(spec.reference, platformOf(spec.platform));
       const resolved = { digest: manifest.digest, registry: manifest.registry, repository: manifest.repository };
@@ -188,7 +196,7 @@ export class NodeVolumes {
   private async mountRecord(record: PublishRecord, waitMs: number, signal: AbortSignal | undefined, isNew: boolean): Promise<void> {
     let image: ImageMount;
     try {
-      image = await this.options.images.acquire(this.imageRequest(record), record.id, waitMs, signal);
+      image = await this.options.images.acquire(this.imageRequest(record), imageUser(record), waitMs, signal);
     } catch (err) {
       if (err instanceof ImageNotReady) {
         throw new CsiError(
@@ -213,10 +221,10 @@ export class NodeVolumes {
 
   private async mountTarget(record: PublishRecord, image: ImageMount): Promise<void> {
     const target = record.targetPath;
-    // Whatever is left at the target (a bind of a dead FUSE connection) goes first.
-    await unmountAll(target);
+    // What this plugin left at the target goes first; a mount anyone else made there stops the publish.
+    await this.clearTarget(target, 'FAILED_PRECONDITION');
     const existing = await stat(target).catch(() => undefined);
-    if (existing && !existing.isDirectory()) throw invalidArgument(`target_path ${target} exists and is not a directory`);
+    if (existing && !existing.isDirectory()) throw invalidArgument(`target_path ${quote(target)} exists and is not a directory`);
     await mkdir(target, { recursive: true });
     try {
       if (record.readOnly) {
@@ -237,24 +245,60 @@ export class NodeVolumes {
         await overlayMount(image.mountPoint, upper, work, target);
       }
     } catch (err) {
-      await unmountAll(target).catch(() => undefined);
+      await this.clearTarget(target, 'FAILED_PRECONDITION').catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Unmounts, from the top, the mounts at `target` that this plugin made: binds of its image
+   * mounts and overlays over them. A mount anyone else made is left alone: logged, and answered
+   * with `code` (the call then tells kubelet why).
+   */
+  private async clearTarget(target: string, code: 'FAILED_PRECONDITION' | 'NOT_FOUND', volumeId?: string): Promise<void> {
+    for (;;) {
+      const top = await topMountAt(target);
+      if (!top) return;
+      if (!this.isOwnMount(top, await readMountTable())) {
+        this.options.log('warn', 'target path holds a mount this plugin did not make; left in place', {
+          target_path: target,
+          fs_type: top.fsType,
+          source: top.source,
+          ...(volumeId !== undefined && { volume_id: volumeId }),
+        });
+        const what = `target_path ${quote(target)} holds a ${quote(top.fsType)} mount (source ${quote(top.source)}) that clip did not make; it is left in place`;
+        if (code === 'NOT_FOUND') throw notFound(`volume ${quote(volumeId ?? '')} is not published at this target by clip: ${what}`);
+        throw new CsiError(grpc.status.FAILED_PRECONDITION, `${what}; unmount it first`);
+      }
+      await unmountTop(target);
+    }
+  }
+
+  /** A bind of one of this plugin's image mounts (same device), or an overlay whose lower layer is one. */
+  private isOwnMount(entry: MountEntry, table: readonly MountEntry[]): boolean {
+    const imagesPrefix = `${this.options.state.imagesDir}/`;
+    if (entry.fsType === 'overlay') return entry.superOptions.split(',').some((option) => option.startsWith(`lowerdir=${imagesPrefix}`));
+    if (!entry.fsType.startsWith('fuse')) return false;
+    return table.some((image) => image.mountPoint.startsWith(imagesPrefix) && image.fsType.startsWith('fuse') && image.devId === entry.devId);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Unpublish
 
-  private async unpublish(volumeId: string, targetPath: string, ctx: CallContext): Promise<void> {
+  private async unpublish(volumeId: string, requestedPath: string, ctx: CallContext): Promise<void> {
     await this.start();
+    const targetPath = await resolvePath(requestedPath);
+    const known = this.records.get(StateDir.recordId(volumeId, targetPath));
+    // What the plugin did not publish is only touched where it may publish.
+    if (!known) await checkTarget('target_path', requestedPath, this.options.targets);
     await this.locks.run(lockKeys(volumeId, targetPath), async () => {
       const record = this.records.get(StateDir.recordId(volumeId, targetPath));
       if (record) ctx.annotate({ image: record.image, digest: record.digest });
       else {
         const other = this.recordAtTarget(targetPath);
-        if (other) throw notFound(`volume ${volumeId} is not published at ${targetPath} (volume ${other.volumeId} is)`);
+        if (other) throw notFound(`volume ${quote(volumeId)} is not published at ${quote(targetPath)} (volume ${quote(other.volumeId)} is)`);
       }
-      await unmountAll(targetPath);
+      await this.clearTarget(targetPath, record ? 'FAILED_PRECONDITION' : 'NOT_FOUND', volumeId);
       await removeTarget(targetPath, this.options.log);
       if (record) await this.forget(record);
     });
@@ -272,10 +316,12 @@ export class NodeVolumes {
   // ---------------------------------------------------------------------------------------------
   // Stats
 
-  private async stats(volumeId: string, volumePath: string): Promise<NodeGetVolumeStatsResponse> {
+  private async stats(volumeId: string, requestedPath: string): Promise<NodeGetVolumeStatsResponse> {
     await this.start();
-    const record = this.records.get(StateDir.recordId(volumeId, volumePath));
-    if (!record) throw notFound(`volume ${volumeId} is not published at ${volumePath}`);
+    // Any path holding no volume of ours, relative ones included, is NOT_FOUND (the CSI spec's answer).
+    const volumePath = isAbsolute(requestedPath) ? await resolvePath(requestedPath) : undefined;
+    const record = volumePath === undefined ? undefined : this.records.get(StateDir.recordId(volumeId, volumePath));
+    if (!record || volumePath === undefined) throw notFound(`volume ${quote(volumeId)} is not published at ${quote(requestedPath)}`);
     const image = this.options.images.get(record.imageKey);
     const healthy = await this.healthy(record);
     const imageBytes = image?.bytes ?? 0;
@@ -344,7 +390,7 @@ export class NodeVolumes {
     // Deepest first, so that nothing stacked inside a target is left behind.
     for (const target of [...targets].sort((a, b) => b.length - a.length)) {
       try {
-        await unmountAll(target);
+        await this.clearTarget(target, 'FAILED_PRECONDITION');
         if (!recordTargets.has(target)) {
           await removeTarget(target, log);
           log('info', 'removed the target of a volume that is no longer recorded', { target_path: target });
@@ -373,11 +419,13 @@ export class NodeVolumes {
       log('info', 'dropped a volume whose target directory is gone', fields);
       return;
     }
+    // Credentials from a secret were never stored: requests that need the registry wait for kubelet's republish.
+    if (record.credentialsFromSecret) this.options.images.expectCredentials(record.imageKey);
     let image: ImageMount;
     try {
       // Not under the volume's lock: indexing may take long, and calls for the volume must not queue
       // behind it (a publish joins the same job; an unpublish goes ahead).
-      image = await this.options.images.acquire(this.imageRequest(record), record.id, Infinity);
+      image = await this.options.images.acquire(this.imageRequest(record), imageUser(record), Infinity);
     } catch (err) {
       log('error', 'cannot restore a volume: its image cannot be mounted; a publish retry tries again', { ...fields, error: describeError(err) });
       return;
@@ -409,10 +457,9 @@ export class NodeVolumes {
     return undefined;
   }
 
-  private registryOptions(credentials: RegistryCredentials | undefined): RegistryClientOptions {
+  private registryOptions(): ImageRequest['registryOptions'] {
     const { registry } = this.options;
     return {
-      ...(credentials && { auth: credentials }),
       insecureRegistries: registry.insecureRegistries,
       caCertificates: registry.caCertificates,
       ...(registry.dockerConfigPath !== undefined && { dockerConfigPath: registry.dockerConfigPath }),
@@ -427,9 +474,13 @@ export class NodeVolumes {
       repository: record.repository,
       digest: record.digest,
       platform: record.platform,
-      registryOptions: this.registryOptions(record.credentials),
+      registryOptions: this.registryOptions(),
     };
   }
+}
+
+function imageUser(record: PublishRecord): ImageUser {
+  return { id: record.id, volumeId: record.volumeId };
 }
 
 /** Why an existing publication differs from a new request for the same volume and target. */
@@ -467,7 +518,7 @@ async function removeTarget(targetPath: string, log: Logger): Promise<void> {
       log('warn', 'target path is not empty after unmounting; left in place', { target_path: targetPath });
       return;
     }
-    if (code === 'ENOTDIR') throw invalidArgument(`target_path ${targetPath} is not a directory`);
+    if (code === 'ENOTDIR') throw invalidArgument(`target_path ${quote(targetPath)} is not a directory`);
     throw err;
   }
 }

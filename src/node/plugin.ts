@@ -7,13 +7,14 @@ import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory, S3IndexS
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
-import { startHealthServer, type HealthServer } from './http-server.js';
+import { startHealthServer, type HealthServer } from '../csi/http-server.js';
 import { ImageManager } from './images.js';
 import { NodeMetrics } from './metrics.js';
 import { NodeVolumes, type RegistrySettings } from './node-volumes.js';
 import { checkReadiness } from './readiness.js';
 
 import { StateDir } from './state.js';
+import { resolveRules } from './target-path.js';
 
 export interface NodePluginOptions {
   endpoint: string;
@@ -29,6 +30,10 @@ export interface NodePluginOptions {
   metricsAddr?: string;
   imageGraceSeconds: number;
   indexWaitSeconds: number;
+  /** kubelet's root directory: every target path must be under it. */
+  kubeletDir: string;
+  /** How long a registry request of a restored private image waits for kubelet to republish its credentials. */
+  credentialsWaitSeconds: number;
   registry: RegistrySettings;
   log: Logger;
 }
@@ -68,6 +73,7 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     // Every image mount shares the node's disk cache and reports into the same registry.
     mountExtras: { cacheDir, cacheMaxBytes: options.cacheMaxBytes, metrics: new ClipMetrics(metrics.registry), logger: log },
     ...(options.s3 && { s3: new S3IndexStore(options.s3) }),
+    credentialsWaitMs: options.credentialsWaitSeconds * 1000,
   });
   volumes = new NodeVolumes({
     nodeId: options.nodeId,
@@ -75,6 +81,10 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     images,
     registry: options.registry,
     indexWaitMs: options.indexWaitSeconds * 1000,
+    targets: await resolveRules(options.kubeletDir, [
+      { dir: state.root, name: 'state directory (--state-dir)' },
+      { dir: cacheDir, name: 'cache directory (--cache-dir)' },
+    ]),
     log,
   });
   const nodeVolumes = volumes;

@@ -7,17 +7,18 @@
  *   <state>/indexes/<key>.clip  the node-local index cache
  *
  * Records are written atomically (temporary file, fsync, rename), so a crash leaves either the old
- * record or the new one, never half of one.
+ * record or the new one, never half of one. They never hold a credential: a volume's registry
+ * credentials live in memory only (after a restart, kubelet's next NodePublishVolume brings them).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ClipError } from '../clipcore/index.js';
 import type { Logger } from '../csi/log.js';
-import type { RegistryCredentials } from '../clipcore/index.js';
 import type { PodInfo, PullPolicy } from './volume-spec.js';
 
-export const RECORD_VERSION = 1;
+/** 2: no credentials (version 1 kept the secret's credentials; such records are rewritten without them). */
+export const RECORD_VERSION = 2;
 
 export interface PublishRecord {
   version: number;
@@ -37,10 +38,10 @@ export interface PublishRecord {
   digest: string;
   imageKey: string;
   /**
-   * Credentials from the volume's secret, kept so that the image can be mounted again (and its
-   * bytes fetched) after a plugin restart, when no publish call brings the secret again.
+   * Whether the volume's registry credentials came from its secret. They are kept in memory only:
+   * after a restart, reads that need the registry wait for kubelet's next NodePublishVolume.
    */
-  credentials?: RegistryCredentials;
+  credentialsFromSecret: boolean;
   publishedAt: string;
 }
 
@@ -96,8 +97,13 @@ export class StateDir {
       }
       if (!name.endsWith('.json')) continue;
       try {
-        const record = parseRecord(await readFile(path, 'utf8'));
+        const { record, outdated } = parseRecord(await readFile(path, 'utf8'));
         if (record.id !== name.slice(0, -'.json'.length)) throw new Error('its id does not match its file name');
+        if (outdated) {
+          // An earlier version kept the secret's credentials on disk: rewrite the record without them.
+          await this.saveRecord(record);
+          log('info', 'publish record of an earlier version rewritten (without credentials)', { volume_id: record.volumeId });
+        }
         records.push(record);
       } catch (err) {
         log('error', 'ignoring an unreadable publish record', { file: path, error: (err as Error).message });
@@ -141,19 +147,25 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function parseRecord(text: string): PublishRecord {
+function parseRecord(text: string): { record: PublishRecord; outdated: boolean } {
   const value: unknown = JSON.parse(text);
   if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
-  const record = value as Partial<PublishRecord>;
-  if (record.version !== RECORD_VERSION) throw new Error(`unknown record version ${String(record.version)}`);
+  const { credentials, ...record } = value as Partial<PublishRecord> & { credentials?: unknown };
+  const outdated = record.version === 1;
+  if (record.version !== RECORD_VERSION && !outdated) throw new Error(`unknown record version ${String(record.version)}`);
   for (const field of ['id', 'volumeId', 'targetPath', 'image', 'platform', 'registry', 'repository', 'digest', 'imageKey'] as const) {
     if (typeof record[field] !== 'string' || record[field] === '') throw new Error(`field ${field} is missing`);
   }
   if (typeof record.readOnly !== 'boolean') throw new Error('field readOnly is missing');
   return {
-    ...(record as PublishRecord),
-    pullPolicy: record.pullPolicy === 'Always' ? 'Always' : 'IfNotPresent',
-    ephemeral: record.ephemeral === true,
-    pod: record.pod ?? {},
+    record: {
+      ...(record as PublishRecord),
+      version: RECORD_VERSION,
+      pullPolicy: record.pullPolicy === 'Always' ? 'Always' : 'IfNotPresent',
+      ephemeral: record.ephemeral === true,
+      pod: record.pod ?? {},
+      credentialsFromSecret: outdated ? credentials !== undefined : record.credentialsFromSecret === true,
+    },
+    outdated,
   };
 }

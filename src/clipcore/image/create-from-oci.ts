@@ -32,7 +32,7 @@ export interface CreateFromOCIImageOptions {
   /** Registry credentials; otherwise Docker's config.json, otherwise anonymous. */
   readonly auth?: RegistryClientOptions['auth'];
   /** Further registry settings: CA certificates, insecure registries, timeouts, docker config path. */
-  readonly registry?: Omit<RegistryClientOptions, 'auth'>;
+  readonly registry?: Omit<RegistryClientOptions, 'auth' | 'credentialsProvider'>;
   /** Layers indexed at once, each in a worker thread. Default: one per core. */
   readonly concurrency?: number;
   /**

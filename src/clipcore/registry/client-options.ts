@@ -1,11 +1,13 @@
 /** Options of RegistryClient and their defaults. */
 import type { Env } from './credential-helper.js';
-import type { BasicCredentials, TokenCredentials } from './credentials.js';
+import type { BasicCredentials, CredentialsProvider, TokenCredentials } from './credentials.js';
 import type { RegistrySession } from './session.js';
 
 export interface RegistryClientOptions {
   /** Used for every registry this client talks to; wins over Docker's config.json. */
   auth?: BasicCredentials | TokenCredentials;
+  /** Asked at each request instead of `auth` (a long-lived client whose credentials change or arrive late). */
+  credentialsProvider?: CredentialsProvider;
   /** config.json file or the directory holding it; default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. */
   dockerConfigPath?: string;
   /**

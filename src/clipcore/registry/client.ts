@@ -41,7 +41,7 @@ export class RegistryClient {
       maxRetryAfterMs: options.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs,
     };
     const credentials = new CredentialResolver({
-      ...(options.auth && { explicit: options.auth }),
+      ...((options.credentialsProvider ?? options.auth) && { explicit: options.credentialsProvider ?? options.auth }),
       ...(options.dockerConfigPath !== undefined && { dockerConfigPath: options.dockerConfigPath }),
       env: options.env ?? process.env,
       helperTimeoutMs: options.credentialHelperTimeoutMs ?? DEFAULTS.credentialHelperTimeoutMs,

@@ -4,14 +4,14 @@
  * client (kept from one image to the next, or a mount's) sees a `docker login` or rotated credentials.
  */
 import type { Env } from './credential-helper.js';
-import type { Credentials } from './credentials.js';
+import type { Credentials, CredentialsProvider } from './credentials.js';
 import { credentialsFromDockerConfig, dockerConfigFile, loadDockerConfig } from './docker-config.js';
 import type { JsonObject } from './json.js';
 
 export const CREDENTIALS_MAX_AGE_MS = 60_000;
 
 export interface CredentialResolverOptions {
-  explicit?: Credentials;
+  explicit?: Credentials | CredentialsProvider;
   dockerConfigPath?: string;
   env: Env;
   helperTimeoutMs: number;
@@ -31,7 +31,13 @@ export class CredentialResolver {
   constructor(private readonly options: CredentialResolverOptions) {}
 
   forRegistry(registry: string): Promise<Credentials | undefined> {
-    if (this.options.explicit !== undefined) return Promise.resolve(this.options.explicit);
+    const explicit = this.options.explicit;
+    if (typeof explicit === 'function') return explicit(registry).then((found) => found ?? this.fromConfig(registry));
+    if (explicit !== undefined) return Promise.resolve(explicit);
+    return this.fromConfig(registry);
+  }
+
+  private fromConfig(registry: string): Promise<Credentials | undefined> {
     const now = (this.options.now ?? Date.now)();
     let found = this.perRegistry.get(registry);
     if (found === undefined || now - found.at >= CREDENTIALS_MAX_AGE_MS) {

@@ -17,6 +17,14 @@ export interface IdentityTokenCredentials {
 
 export type Credentials = BasicCredentials | TokenCredentials | IdentityTokenCredentials;
 
+/**
+ * Credentials asked for at each request instead of fixed for a client's life: a long-lived client
+ * (a mount's) whose credentials are replaced, or arrive late, while it serves. It may wait for
+ * them and may throw (the request then fails with that error); undefined falls back to Docker's
+ * config. Functions cannot cross to worker threads: indexing takes fixed credentials.
+ */
+export type CredentialsProvider = (registry: string) => Promise<BasicCredentials | TokenCredentials | undefined>;
+
 export function isBasic(c: Credentials | undefined): c is BasicCredentials {
   return c !== undefined && 'username' in c;
 }

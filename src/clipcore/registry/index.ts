@@ -2,7 +2,7 @@
 export { RegistryClient, type RepositoryLocator } from './client.js';
 export type { RegistryClientOptions } from './client-options.js';
 export type { RegistrySession } from './session.js';
-export type { BasicCredentials, TokenCredentials, IdentityTokenCredentials, Credentials } from './credentials.js';
+export type { BasicCredentials, TokenCredentials, IdentityTokenCredentials, Credentials, CredentialsProvider } from './credentials.js';
 export { parseReference, makeReference, DOCKER_HUB_REGISTRY, DOCKER_HUB_DISPLAY, type ImageReference } from './reference.js';
 export type { ResolvedManifest, FetchedManifest } from './manifests.js';
 export type { Descriptor, ImageManifest, ImageIndex, ManifestDocument } from './manifest.js';
