@@ -175,7 +175,18 @@ describe('container image: built without a daemon, run by containerd and runc', 
         rootfsPropagation: 'rshared',
         mounts: [{ source: kubeletDir, options: ['rbind', 'rshared'] }],
         env: { NODE_NAME: 'image-test-node' },
-        args: ['clip', 'node', '--endpoint', `unix://${socket}`, '--state-dir', join(kubeletDir, 'state'), '--cache-dir', join(kubeletDir, 'cache')],
+        args: [
+          'clip',
+          'node',
+          '--endpoint',
+          `unix://${socket}`,
+          '--kubelet-dir',
+          kubeletDir,
+          '--state-dir',
+          join(kubeletDir, 'plugins', 'state'),
+          '--cache-dir',
+          join(kubeletDir, 'plugins', 'cache'),
+        ],
       });
       await waitForPath(socket, node);
       csi = await connectCsi(socket);
