@@ -158,10 +158,11 @@ describe('container image: built without a daemon, run by containerd and runc', 
     assert.match(result.stdout, /^Usage: clip controller/);
   });
 
-  it('clip node in a privileged container: Identity over its socket, an image volume mounted inside shows on the host', async () => {
+  it('clip node in a privileged container with a read-only root: Identity over its socket, an image volume mounted inside shows on the host', async () => {
     await pushImage(registry, 'apps/hello', 'v1', [buildTarLayer([{ type: 'file', path: 'hello.txt', content: HELLO, mode: 0o644 }])]);
     const kubeletDir = join(workDir, 'kubelet');
-    await mkdir(kubeletDir);
+    const nodeTmp = join(workDir, 'node-tmp');
+    await Promise.all([mkdir(kubeletDir), mkdir(nodeTmp)]);
     const unshare = await makeSharedMount(kubeletDir);
     let node: ContainerTask | undefined;
     let csi: CsiClient | undefined;
@@ -172,8 +173,14 @@ describe('container image: built without a daemon, run by containerd and runc', 
         image: ref,
         privileged: true,
         netHost: true,
+        // As the chart runs it: a read-only root filesystem, /tmp an emptyDir of its own.
+        readOnlyRootfs: true,
         rootfsPropagation: 'rshared',
-        mounts: [{ source: kubeletDir, options: ['rbind', 'rshared'] }],
+        // /tmp first: this test's kubelet directory lies under /tmp, so it must go on top.
+        mounts: [
+          { source: nodeTmp, destination: '/tmp' },
+          { source: kubeletDir, options: ['rbind', 'rshared'] },
+        ],
         env: { NODE_NAME: 'image-test-node' },
         args: [
           'clip',
