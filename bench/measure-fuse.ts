@@ -149,14 +149,16 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const localWarm = summarize(output.localWarm, 'ms');
     const coldSpan = summarize(output.coldSpan, 'ms');
     /** A row of 4 KiB reads compared with the same reads of the local file, its pages dropped. */
-    const againstLocalCold = (name: string, clip: Summary, note: string): void =>
-      results.add({ section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
+    const againstLocalCold = (id: string, name: string, clip: Summary, note: string): void =>
+      results.add({ id, section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
     againstLocalCold(
+      'fuse.memory',
       '4 KiB random read, span already in clip memory (page not in page cache)',
       clipCache,
       `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
     );
     results.add({
+      id: 'fuse.page-cache',
       section: SECTION,
       name: '4 KiB random read repeated (page cache)',
       clip: samples(pageCache),
@@ -164,9 +166,10 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       ratio: p50Ratio(pageCache, localWarm),
       note: 'the mount sets kernel_cache: repeated reads never reach clip',
     });
-    againstLocalCold('4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
+    againstLocalCold('fuse.cold', '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
     if (fromDisk) {
       againstLocalCold(
+        'fuse.disk',
         '4 KiB random read, span in the node-local disk cache only (fresh `clip mount` process on a warm --cache-dir, memory cache empty, page cache not holding the page)',
         summarize(fromDisk.once, 'ms'),
         `the same ${pairs.length} spans, one read each at ${FRESH / 1024} KiB into the span (no earlier read touched it), after the first mount (which filled the --cache-dir) stopped and a new one started on the same --cache-dir; ` +
@@ -175,6 +178,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
           (fromDisk.bytes > 0 ? ' — not all from the disk cache: the figure mixes in registry fetches' : ''),
       );
       againstLocalCold(
+        'fuse.disk-again',
         '4 KiB random read, span in the node-local disk cache only, entry already read once by this mount (its header known; memory cache without these bytes, page cache not holding the page)',
         summarize(fromDisk.again, 'ms'),
         `the same mount right after the row above, one read per span at ${FRESH_AGAIN / 1024} KiB into it (no earlier read touched it), the cache files' pages dropped again; registry figures as above (both passes)`,
@@ -214,6 +218,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     };
     const secs = (ms: readonly number[]) => samples(summarize(ms.map((t) => t / 1000), 's'));
     results.add({
+      id: 'fuse.sequential.cold',
       section: SECTION,
       name: 'sequential read of a 256 MiB file, cold (fresh mount, nothing cached)',
       clip: secs(cold),
@@ -284,12 +289,12 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
   const shell = startShellTimer();
   let mount: ClipMount | undefined;
   try {
-    const workloads: Array<[string, (root: string) => string]> = [
-      ['find -type f', (root) => `find ${quote(root)} -type f`],
-      ['ls -lR', (root) => `ls -lR ${quote(root)}`],
-      ['os.walk + lstat (python3)', (root) => `python3 -c ${quote(WALK)} ${quote(root)}`],
+    const workloads: Array<[string, string, (root: string) => string]> = [
+      ['find', 'find -type f', (root) => `find ${quote(root)} -type f`],
+      ['ls', 'ls -lR', (root) => `ls -lR ${quote(root)}`],
+      ['walk', 'os.walk + lstat (python3)', (root) => `python3 -c ${quote(WALK)} ${quote(root)}`],
     ];
-    for (const [name, command] of workloads) {
+    for (const [id, name, command] of workloads) {
       const fresh: number[] = [];
       const again: number[] = [];
       const onDisk: number[] = [];
@@ -304,8 +309,8 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
       }
       const secs = (ms: readonly number[]) => samples(summarize(ms.map((t) => t / 1000), 's'));
       const comparison = { label: 'same tree on local disk (warm dentry cache)', figure: secs(onDisk) };
-      results.add({ section: SECTION, name: `${name} of the realistic image, fresh mount`, clip: secs(fresh), comparison, ratio: pairedRatio(fresh, onDisk), note: 'target ≤ 3× local' });
-      results.add({ section: SECTION, name: `${name} of the realistic image, same mount again`, clip: secs(again), comparison, ratio: pairedRatio(again, onDisk), note: 'target ≤ 1.5× local; served from the kernel caches (long entry/attr timeouts, cached directory listings)' });
+      results.add({ id: `fusetree.${id}.fresh`, section: SECTION, name: `${name} of the realistic image, fresh mount`, clip: secs(fresh), comparison, ratio: pairedRatio(fresh, onDisk), note: 'target ≤ 3× local' });
+      results.add({ id: `fusetree.${id}.again`, section: SECTION, name: `${name} of the realistic image, same mount again`, clip: secs(again), comparison, ratio: pairedRatio(again, onDisk), note: 'target ≤ 1.5× local; served from the kernel caches (long entry/attr timeouts, cached directory listings)' });
     }
 
     const random = seededRandom(options.seed + 7);
@@ -349,6 +354,7 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
     const busySummary = summarize(busyAll, 'ms');
     const idleSummary = summarize(idleAll, 'ms');
     results.add({
+      id: 'fusetree.lstat-busy',
       section: SECTION,
       name: 'lstat of a new path while cold reads run in other processes (p99)',
       clip: value(busySummary.p99, 'ms', `p99 ${num(busySummary.p99)} ms (p50 ${num(busySummary.p50)} ms, n=${busySummary.n})`),
@@ -372,6 +378,7 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
     const bytes = threadSet.reduce((sum, file) => sum + file.size, 0);
     const speedups = one.map((t, i) => t / (sixteen[i] as number)).sort((a, b) => a - b);
     results.add({
+      id: 'fusetree.threads',
       section: SECTION,
       name: '16 readers of distinct cold files vs one (fresh mount each)',
       clip: samples(summarize(sixteen.map((t) => t / 1000), 's')),

@@ -24,8 +24,11 @@ if (process.env['CLIP_BENCH_REPO'] !== undefined) {
     await cp(join(repo, 'bin'), join(snapshot, 'bin'), { recursive: true });
     await cp(join(repo, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
     // Without it the copy would silently inflate with pako (the machine section names the backend).
-    const addon = join('native', 'build', 'Release', 'clip_zlib.node');
-    await cp(join(repo, addon), join(snapshot, addon)).catch(() => undefined);
+    // (and without clip_memory, processes could not hand freed memory back: resident memory rows would inflate).
+    for (const name of ['clip_zlib.node', 'clip_memory.node']) {
+      const addon = join('native', 'build', 'Release', name);
+      await cp(join(repo, addon), join(snapshot, addon)).catch(() => undefined);
+    }
     await symlink(join(repo, 'node_modules'), join(snapshot, 'node_modules'));
     const child = spawn(process.execPath, [join(snapshot, 'dist', 'bench', 'run.js'), ...process.argv.slice(2)], {
       stdio: 'inherit',

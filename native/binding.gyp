@@ -1,7 +1,5 @@
 {
   "variables": {
-    # CLIP_ASAN=1 (npm run build:asan) builds clip_fuse with AddressSanitizer; run node with
-    # LD_PRELOAD=$(gcc -print-file-name=libasan.so) to load it.
     "asan_flags": "<!(node -p \"process.env.CLIP_ASAN ? '-fsanitize=address -fno-omit-frame-pointer -g' : ''\")"
   },
   "targets": [

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 // `clip --help` or `clip index` does not pay for FUSE, gRPC and the S3 SDK (about 0.3 s).
 import { describeError, isClipError } from '../clipcore/errors.js';
 import { CLIP_VERSION } from '../clipcore/version.js';
+import { registerController } from './commands/controller.js';
 import { registerCreate } from './commands/create.js';
 import { registerIndex } from './commands/index-image.js';
 import { registerInspect } from './commands/inspect.js';
@@ -32,6 +33,7 @@ registerIndex(program);
 registerInspect(program);
 registerMount(program);
 registerNode(program);
+registerController(program);
 for (const command of program.commands) command.exitOverride();
 
 // No top-level await: the bundle bin/clip runs is CommonJS (scripts/bundle.ts).

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { ClipError } from '../clipcore/errors.js';
 import type { RegistryClientOptions } from '../clipcore/index.js';
+import { collect } from './flag-parsers.js';
 
 /** The registry flags shared by `clip index` and `clip mount`. */
 export interface RegistryFlags {
@@ -12,12 +13,31 @@ export interface RegistryFlags {
   dockerConfig?: string;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
+export const insecureRegistryOption = (): Option =>
+  new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]);
+export const caCertOption = (): Option => new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]);
+
+/** The registry flags of the services (`clip node`, `clip controller`), whose credentials come from pull secrets. */
+export interface ServiceRegistryFlags {
+  insecureRegistry: string[];
+  caCert: string[];
+  dockerConfig?: string;
+}
+
+export async function serviceRegistrySettings(
+  flags: ServiceRegistryFlags,
+): Promise<{ insecureRegistries: string[]; caCertificates: Buffer[]; dockerConfigPath?: string }> {
+  return {
+    insecureRegistries: flags.insecureRegistry,
+    caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
+    ...(flags.dockerConfig !== undefined && { dockerConfigPath: flags.dockerConfig }),
+  };
+}
 
 export function addRegistryFlags(command: Command): Command {
   return command
-    .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
-    .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
+    .addOption(insecureRegistryOption())
+    .addOption(caCertOption())
     .option('--username <user>', 'registry user name (the password comes from --password-stdin)')
     .option('--password-stdin', 'read the registry password (or token) from standard input')
     .option('--docker-config <path>', 'Docker config.json (or its directory) for credentials; default $DOCKER_CONFIG or ~/.docker');

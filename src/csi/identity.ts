@@ -14,6 +14,8 @@ export interface IdentityOptions {
   driverName: string;
   version: string;
   readiness: () => Promise<Readiness>;
+  /** The controller (`clip controller`) serves the Controller service; the node plugin does not. */
+  controllerService?: boolean;
 }
 
 /** CSI: at most 63 characters, alphanumerics at both ends, dashes, dots and alphanumerics between. */
@@ -33,9 +35,9 @@ export function identityService(options: IdentityOptions): IdentityService {
       return { name: options.driverName, vendor_version: options.version, manifest: {} };
     },
     async GetPluginCapabilities() {
-      // Node-only: no CONTROLLER_SERVICE (there is no controller to call), no topology constraints
-      // (every node can reach the registry), no volume expansion.
-      return { capabilities: [] };
+      // CONTROLLER_SERVICE only where the Controller service is served (the external-provisioner
+      // checks it); no topology constraints (every node can reach the registry), no volume expansion.
+      return { capabilities: options.controllerService ? [{ service: { type: 'CONTROLLER_SERVICE' } }] : [] };
     },
     async Probe(_request, ctx) {
       const readiness = await options.readiness();

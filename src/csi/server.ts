@@ -15,6 +15,12 @@ import { toGrpcError } from './errors.js';
 import { MESSAGE_CHARS, truncate } from './limits.js';
 import type { Logger } from './log.js';
 import type {
+  ControllerGetCapabilitiesRequest,
+  ControllerGetCapabilitiesResponse,
+  CreateVolumeRequest,
+  CreateVolumeResponse,
+  DeleteVolumeRequest,
+  DeleteVolumeResponse,
   EmptyResponse,
   GetPluginCapabilitiesRequest,
   GetPluginCapabilitiesResponse,
@@ -32,6 +38,8 @@ import type {
   NodeUnpublishVolumeResponse,
   ProbeRequest,
   ProbeResponse,
+  ValidateVolumeCapabilitiesRequest,
+  ValidateVolumeCapabilitiesResponse,
   VolumeIdRequest,
 } from './types.js';
 
@@ -69,6 +77,14 @@ export interface NodeService {
   NodeGetInfo: Handler<NodeGetInfoRequest, NodeGetInfoResponse>;
 }
 
+/** The Controller RPCs `clip controller` serves; the others answer UNIMPLEMENTED. */
+export interface ControllerService {
+  CreateVolume: Handler<CreateVolumeRequest, CreateVolumeResponse>;
+  DeleteVolume: Handler<DeleteVolumeRequest, DeleteVolumeResponse>;
+  ValidateVolumeCapabilities: Handler<ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse>;
+  ControllerGetCapabilities: Handler<ControllerGetCapabilitiesRequest, ControllerGetCapabilitiesResponse>;
+}
+
 export interface CallRecord {
   method: string;
   codeName: string;
@@ -79,7 +95,9 @@ export interface CsiServerOptions {
   /** `unix:///csi/csi.sock`, `unix:/csi/csi.sock` or a plain absolute path. */
   endpoint: string;
   identity: IdentityService;
-  node: NodeService;
+  /** The node plugin serves Node, the controller serves Controller. */
+  node?: NodeService;
+  controller?: ControllerService;
   log: Logger;
   /** Observes every finished call (metrics). */
   onCall?: (call: CallRecord) => void;
@@ -110,13 +128,18 @@ export async function loadCsiPackage(): Promise<grpc.GrpcObject> {
   return grpc.loadPackageDefinition(definition);
 }
 
-/** The service definitions of csi.v1 (Identity, Node), for servers and clients. */
-export async function csiServiceDefinitions(): Promise<{ Identity: grpc.ServiceClientConstructor; Node: grpc.ServiceClientConstructor }> {
+/** The service definitions of csi.v1 (Identity, Node, Controller), for servers and clients. */
+export async function csiServiceDefinitions(): Promise<{
+  Identity: grpc.ServiceClientConstructor;
+  Node: grpc.ServiceClientConstructor;
+  Controller: grpc.ServiceClientConstructor;
+}> {
   const pkg = await loadCsiPackage();
   const v1 = (pkg['csi'] as grpc.GrpcObject)['v1'] as grpc.GrpcObject;
   return {
     Identity: v1['Identity'] as grpc.ServiceClientConstructor,
     Node: v1['Node'] as grpc.ServiceClientConstructor,
+    Controller: v1['Controller'] as grpc.ServiceClientConstructor,
   };
 }
 
@@ -159,7 +182,9 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
         } finally {
           stopping.signal.removeEventListener('abort', abort);
           const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          const level = codeName === 'OK' ? (method === 'Probe' || method.startsWith('Get') || method.startsWith('NodeGet') ? 'debug' : 'info') : 'warn';
+          const quiet = method === 'Probe' || method.startsWith('Get') || method.startsWith('NodeGet') || method === 'ControllerGetCapabilities';
+          // ABORTED from CreateVolume is the normal "still indexing, retry" answer, not a problem.
+          const level = codeName === 'OK' || (service === 'Controller' && codeName === 'ABORTED') ? (quiet ? 'debug' : 'info') : 'warn';
           options.log(level, 'grpc call', { service, method, ...fields, duration_ms: Math.round(seconds * 1000 * 10) / 10, code: codeName });
           options.onCall?.({ method, codeName, seconds });
         }
@@ -176,16 +201,27 @@ export async function startCsiServer(options: CsiServerOptions): Promise<CsiServ
     Probe: wrap('Identity', 'Probe', identity.Probe),
   });
   const node = options.node;
-  server.addService(services.Node.service, {
-    NodeStageVolume: wrap('Node', 'NodeStageVolume', node.NodeStageVolume),
-    NodeUnstageVolume: wrap('Node', 'NodeUnstageVolume', node.NodeUnstageVolume),
-    NodePublishVolume: wrap('Node', 'NodePublishVolume', node.NodePublishVolume),
-    NodeUnpublishVolume: wrap('Node', 'NodeUnpublishVolume', node.NodeUnpublishVolume),
-    NodeGetVolumeStats: wrap('Node', 'NodeGetVolumeStats', node.NodeGetVolumeStats),
-    NodeExpandVolume: wrap('Node', 'NodeExpandVolume', node.NodeExpandVolume),
-    NodeGetCapabilities: wrap('Node', 'NodeGetCapabilities', node.NodeGetCapabilities),
-    NodeGetInfo: wrap('Node', 'NodeGetInfo', node.NodeGetInfo),
-  });
+  if (node) {
+    server.addService(services.Node.service, {
+      NodeStageVolume: wrap('Node', 'NodeStageVolume', node.NodeStageVolume),
+      NodeUnstageVolume: wrap('Node', 'NodeUnstageVolume', node.NodeUnstageVolume),
+      NodePublishVolume: wrap('Node', 'NodePublishVolume', node.NodePublishVolume),
+      NodeUnpublishVolume: wrap('Node', 'NodeUnpublishVolume', node.NodeUnpublishVolume),
+      NodeGetVolumeStats: wrap('Node', 'NodeGetVolumeStats', node.NodeGetVolumeStats),
+      NodeExpandVolume: wrap('Node', 'NodeExpandVolume', node.NodeExpandVolume),
+      NodeGetCapabilities: wrap('Node', 'NodeGetCapabilities', node.NodeGetCapabilities),
+      NodeGetInfo: wrap('Node', 'NodeGetInfo', node.NodeGetInfo),
+    });
+  }
+  const controller = options.controller;
+  if (controller) {
+    server.addService(services.Controller.service, {
+      CreateVolume: wrap('Controller', 'CreateVolume', controller.CreateVolume),
+      DeleteVolume: wrap('Controller', 'DeleteVolume', controller.DeleteVolume),
+      ValidateVolumeCapabilities: wrap('Controller', 'ValidateVolumeCapabilities', controller.ValidateVolumeCapabilities),
+      ControllerGetCapabilities: wrap('Controller', 'ControllerGetCapabilities', controller.ControllerGetCapabilities),
+    });
+  }
 
   await removeStaleSocket(socketPath);
   await new Promise<void>((resolvePromise, reject) => {
@@ -231,7 +267,7 @@ function requestLogFields(request: unknown): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
   if (typeof request !== 'object' || request === null) return fields;
   const record = request as Record<string, unknown>;
-  for (const key of ['volume_id', 'target_path', 'volume_path', 'staging_target_path']) {
+  for (const key of ['volume_id', 'name', 'target_path', 'volume_path', 'staging_target_path']) {
     const value = record[key];
     if (typeof value === 'string' && value !== '') fields[key] = truncate(value);
   }

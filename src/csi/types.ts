@@ -59,6 +59,78 @@ export interface VolumeCapability {
   access_type?: 'block' | 'mount';
 }
 
+// ---- Controller
+
+export interface CapacityRange {
+  required_bytes: number;
+  limit_bytes: number;
+}
+
+export interface Topology {
+  segments: StringMap;
+}
+
+export interface VolumeContentSource {
+  snapshot?: { snapshot_id: string } | null;
+  volume?: { volume_id: string } | null;
+  type?: 'snapshot' | 'volume';
+}
+
+export interface CreateVolumeRequest {
+  name: string;
+  capacity_range: CapacityRange | null;
+  volume_capabilities: VolumeCapability[];
+  parameters: StringMap;
+  /** csi_secret: never logged. */
+  secrets: StringMap;
+  volume_content_source: VolumeContentSource | null;
+  accessibility_requirements: { requisite: Topology[]; preferred: Topology[] } | null;
+  mutable_parameters: StringMap;
+}
+
+export interface Volume {
+  capacity_bytes: number;
+  volume_id: string;
+  volume_context: StringMap;
+  content_source: VolumeContentSource | null;
+  accessible_topology: Topology[];
+}
+
+export interface CreateVolumeResponse {
+  volume: Volume;
+}
+
+export interface DeleteVolumeRequest {
+  volume_id: string;
+  /** csi_secret: never logged. */
+  secrets: StringMap;
+}
+export type DeleteVolumeResponse = Record<string, never>;
+
+export interface ValidateVolumeCapabilitiesRequest {
+  volume_id: string;
+  volume_context: StringMap;
+  volume_capabilities: VolumeCapability[];
+  parameters: StringMap;
+  /** csi_secret: never logged. */
+  secrets: StringMap;
+  mutable_parameters: StringMap;
+}
+export interface ValidateVolumeCapabilitiesResponse {
+  confirmed: {
+    volume_context: StringMap;
+    volume_capabilities: VolumeCapability[];
+    parameters: StringMap;
+  } | null;
+  message: string;
+}
+
+export type ControllerGetCapabilitiesRequest = Record<string, never>;
+export type ControllerCapabilityType = 'UNKNOWN' | 'CREATE_DELETE_VOLUME';
+export interface ControllerGetCapabilitiesResponse {
+  capabilities: Array<{ rpc?: { type: ControllerCapabilityType } | null; type?: 'rpc' }>;
+}
+
 // ---- Node
 
 export interface NodePublishVolumeRequest {

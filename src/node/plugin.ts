@@ -7,7 +7,7 @@ import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory, S3IndexS
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
-import { startHealthServer, type HealthServer } from './http-server.js';
+import { startHealthServer, type HealthServer } from '../csi/http-server.js';
 import { ImageManager } from './images.js';
 import { NodeMetrics } from './metrics.js';
 import { NodeVolumes, type RegistrySettings } from './node-volumes.js';

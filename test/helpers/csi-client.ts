@@ -6,6 +6,10 @@ import assert from 'node:assert/strict';
 import grpc from '@grpc/grpc-js';
 import { csiServiceDefinitions } from '../../src/csi/server.js';
 import type {
+  ControllerGetCapabilitiesResponse,
+  CreateVolumeRequest,
+  CreateVolumeResponse,
+  DeleteVolumeRequest,
   GetPluginCapabilitiesResponse,
   GetPluginInfoResponse,
   NodeGetCapabilitiesResponse,
@@ -16,6 +20,8 @@ import type {
   NodeUnpublishVolumeRequest,
   ProbeResponse,
   StringMap,
+  ValidateVolumeCapabilitiesRequest,
+  ValidateVolumeCapabilitiesResponse,
   VolumeCapability,
 } from '../../src/csi/types.js';
 
@@ -42,21 +48,84 @@ export interface CsiClient {
   close(): void;
 }
 
+const call = <Res>(client: grpc.Client, method: string, request: unknown, timeoutMs = 150_000): Promise<Res> =>
+  new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, UnaryMethod>)[method];
+    assert.ok(fn, `no method ${method}`);
+    fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+      if (err) reject(err);
+      else resolve(response as Res);
+    });
+  });
+
+/** The Identity and Controller services, as the external-provisioner calls them. */
+export interface ControllerClient {
+  GetPluginInfo(): Promise<GetPluginInfoResponse>;
+  GetPluginCapabilities(): Promise<GetPluginCapabilitiesResponse>;
+  Probe(): Promise<ProbeResponse>;
+  CreateVolume(request: Partial<CreateVolumeRequest>, timeoutMs?: number): Promise<CreateVolumeResponse>;
+  DeleteVolume(request: Partial<DeleteVolumeRequest>): Promise<Record<string, never>>;
+  ValidateVolumeCapabilities(request: Partial<ValidateVolumeCapabilitiesRequest>): Promise<ValidateVolumeCapabilitiesResponse>;
+  ControllerGetCapabilities(): Promise<ControllerGetCapabilitiesResponse>;
+  /** Any Controller method by name (those the driver does not serve answer UNIMPLEMENTED). */
+  raw(method: string, request: unknown): Promise<unknown>;
+  close(): void;
+}
+
+export async function connectController(socketPath: string): Promise<ControllerClient> {
+  const { Identity, Controller } = await csiServiceDefinitions();
+  const address = `unix:${socketPath}`;
+  const identity = new Identity(address, grpc.credentials.createInsecure());
+  const controller = new Controller(address, grpc.credentials.createInsecure());
+  return {
+    GetPluginInfo: () => call(identity, 'GetPluginInfo', {}),
+    GetPluginCapabilities: () => call(identity, 'GetPluginCapabilities', {}),
+    Probe: () => call(identity, 'Probe', {}),
+    CreateVolume: (request, timeoutMs) => call(controller, 'CreateVolume', request, timeoutMs),
+    DeleteVolume: (request) => call(controller, 'DeleteVolume', request),
+    ValidateVolumeCapabilities: (request) => call(controller, 'ValidateVolumeCapabilities', request),
+    ControllerGetCapabilities: () => call(controller, 'ControllerGetCapabilities', {}),
+    raw: (method, request) =>
+      new Promise((resolve, reject) => {
+        controller.makeUnaryRequest(
+          `/csi.v1.Controller/${method}`,
+          () => Buffer.alloc(0),
+          (bytes: Buffer) => bytes,
+          request,
+          (err, response) => (err ? reject(err) : resolve(response)),
+        );
+      }),
+    close: () => {
+      identity.close();
+      controller.close();
+    },
+  };
+}
+
+/**
+ * Calls CreateVolume as the external-provisioner does until it stops answering ABORTED (bounded);
+ * the ABORTED messages are pushed to `aborts`.
+ */
+export async function createVolumeUntilDone(client: ControllerClient, request: Partial<CreateVolumeRequest>, aborts: string[] = []): Promise<CreateVolumeResponse> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    try {
+      return await client.CreateVolume(request);
+    } catch (err) {
+      const error = err as grpc.ServiceError;
+      if (error.code !== grpc.status.ABORTED) throw err;
+      aborts.push(error.details);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  assert.fail('CreateVolume kept answering ABORTED');
+}
+
 /** `channelOptions`: e.g. `grpc.max_metadata_size`, to call as a client with a small metadata limit does. */
 export async function connectCsi(socketPath: string, channelOptions: grpc.ChannelOptions = {}): Promise<CsiClient> {
   const { Identity, Node } = await csiServiceDefinitions();
   const address = `unix:${socketPath}`;
   const identity = new Identity(address, grpc.credentials.createInsecure(), channelOptions);
   const node = new Node(address, grpc.credentials.createInsecure(), channelOptions);
-  const call = <Res>(client: grpc.Client, method: string, request: unknown, timeoutMs = 150_000): Promise<Res> =>
-    new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, UnaryMethod>)[method];
-      assert.ok(fn, `no method ${method}`);
-      fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
-        if (err) reject(err);
-        else resolve(response as Res);
-      });
-    });
   return {
     GetPluginInfo: () => call(identity, 'GetPluginInfo', {}),
     GetPluginCapabilities: () => call(identity, 'GetPluginCapabilities', {}),

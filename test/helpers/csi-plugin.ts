@@ -3,34 +3,21 @@
  * kubelet's directories. Everything lives under one temporary directory that `cleanupPluginDir`
  * unmounts (every kind of mount, deepest first) and removes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readMountTable, unmountAll } from '../../src/node/mount-utils.js';
+import { startLoggedProcess, type LoggedProcess } from './logged-process.js';
 import { CLIP_BIN } from './processes.js';
 
-export interface LogLine {
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
+export type { LogLine } from './logged-process.js';
 
-export interface PluginProcess {
-  readonly child: ChildProcess;
+export interface PluginProcess extends Omit<LoggedProcess, 'started'> {
   readonly socketPath: string;
   readonly stateDir: string;
   /** `127.0.0.1:PORT` of /metrics, /healthz, /readyz. */
   readonly metricsAddress: string;
-  logs(): LogLine[];
-  rawLogs(): string;
-  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  /** SIGKILL, as a crash or an OOM kill would. */
-  kill9(): Promise<void>;
-  /** SIGTERM, as kubelet stopping the pod; resolves with the exit code. */
-  stop(): Promise<number | null>;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /** A short temporary directory (unix socket paths are limited to 107 bytes). */
@@ -58,84 +45,9 @@ export async function startPlugin(dir: string, extraArgs: readonly string[] = []
     dir,
     ...extraArgs,
   ];
-  const child = spawn(CLIP_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env } });
-  let raw = '';
-  let partial = '';
-  const lines: LogLine[] = [];
-  const waiters: Array<{ predicate: (line: LogLine) => boolean; resolve: (line: LogLine) => void }> = [];
-  child.stderr?.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    raw += text;
-    partial += text;
-    const complete = partial.split('\n');
-    partial = complete.pop() ?? '';
-    for (const line of complete) {
-      if (!line.trim()) continue;
-      let parsed: LogLine;
-      try {
-        parsed = JSON.parse(line) as LogLine;
-      } catch {
-        parsed = { level: 'raw', msg: line };
-      }
-      lines.push(parsed);
-      for (const waiter of [...waiters]) {
-        if (waiter.predicate(parsed)) {
-          waiters.splice(waiters.indexOf(waiter), 1);
-          waiter.resolve(parsed);
-        }
-      }
-    }
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> => {
-    const seen = lines.find(predicate);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<LogLine>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no such log line within ${timeoutMs} ms; logs:\n${raw.slice(-4000)}`)), timeoutMs);
-      waiters.push({
-        predicate,
-        resolve: (line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      });
-      void exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`clip node exited (${code ?? signal}) before the expected log line; logs:\n${raw.slice(-4000)}`));
-      });
-    });
-  };
-  let started: LogLine;
-  try {
-    started = await waitForLog((line) => line.msg === 'node plugin started', 20_000);
-  } catch (err) {
-    child.kill('SIGKILL');
-    await exited;
-    throw err;
-  }
-  return {
-    child,
-    socketPath,
-    stateDir,
-    metricsAddress: String(started['metrics']),
-    logs: () => lines,
-    rawLogs: () => raw,
-    waitForLog,
-    async kill9() {
-      child.kill('SIGKILL');
-      await exited;
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      const { code } = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-    exited,
-  };
+  const plugin = await startLoggedProcess(CLIP_BIN, args, { ...(options.env && { env: options.env }), startedMessage: 'node plugin started', name: 'clip node' });
+  const { started, ...rest } = plugin;
+  return { ...rest, socketPath, stateDir, metricsAddress: String(started['metrics']) };
 }
 
 /** A pod's volume as kubelet lays it out: the parent of the target exists, the target does not. */

@@ -1,13 +1,15 @@
-import { readFile } from 'node:fs/promises';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ClipError } from '../../clipcore/errors.js';
 import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
 import { parseByteSize } from '../byte-size.js';
+import { seconds } from '../flag-parsers.js';
 import { logJson } from '../log.js';
+import { caCertOption, insecureRegistryOption, serviceRegistrySettings, type ServiceRegistryFlags } from '../registry-options.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
+import { waitForStopSignal } from '../stop-signal.js';
 
-interface NodeFlags extends S3Flags {
+interface NodeFlags extends S3Flags, ServiceRegistryFlags {
   endpoint: string;
   nodeId?: string;
   driverName: string;
@@ -21,17 +23,6 @@ interface NodeFlags extends S3Flags {
   indexWaitSeconds: number;
   kubeletDir: string;
   credentialsWaitSeconds: number;
-  insecureRegistry: string[];
-  caCert: string[];
-  dockerConfig?: string;
-}
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
-function seconds(value: string): number {
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a number of seconds`);
-  return parsed;
 }
 
 export function registerNode(program: Command): void {
@@ -76,8 +67,8 @@ export function registerNode(program: Command): void {
         .argParser(seconds)
         .default(30),
     )
-    .addOption(new Option('--insecure-registry <host:port>', 'allow plain HTTP to this registry (repeatable; loopback registries always may)').argParser(collect).default([]))
-    .addOption(new Option('--ca-cert <file.pem>', 'trust this CA certificate for registry TLS (repeatable)').argParser(collect).default([]))
+    .addOption(insecureRegistryOption())
+    .addOption(caCertOption())
     .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker");
   addS3Flags(command)
     .addHelpText('after', S3_HELP)
@@ -99,22 +90,10 @@ export function registerNode(program: Command): void {
         indexWaitSeconds: flags.indexWaitSeconds,
         kubeletDir: flags.kubeletDir,
         credentialsWaitSeconds: flags.credentialsWaitSeconds,
-        registry: {
-          insecureRegistries: flags.insecureRegistry,
-          caCertificates: await Promise.all(flags.caCert.map((file) => readFile(file))),
-          ...(flags.dockerConfig !== undefined && { dockerConfigPath: flags.dockerConfig }),
-        },
+        registry: await serviceRegistrySettings(flags),
         log: logJson,
       });
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      logJson('info', 'stopping', { signal });
-      // A second signal ends the process at once.
-      const now = (): never => process.exit(1);
-      process.once('SIGTERM', now);
-      process.once('SIGINT', now);
+      await waitForStopSignal();
       await plugin.stop();
       logJson('info', 'stopped', {});
       // FUSE sessions of mounts left for the next process keep the event loop alive: exit explicitly.

@@ -1,10 +1,13 @@
-/** /metrics (Prometheus), /healthz (the process answers) and /readyz (Probe's readiness) over plain HTTP. */
+/**
+ * /metrics (Prometheus), /healthz (the process answers) and /readyz (readiness) over plain HTTP,
+ * for the node plugin and the controller alike.
+ */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
 import { ClipError } from '../clipcore/index.js';
-import type { Readiness } from '../csi/identity.js';
-import type { Logger } from '../csi/log.js';
-import type { NodeMetrics } from './metrics.js';
+import type { Readiness } from './identity.js';
+import type { Logger } from './log.js';
 
 export interface HealthServer {
   /** `host:port` actually bound (port 0 picks a free one). */
@@ -25,7 +28,7 @@ export function parseListenAddress(address: string): { host: string | undefined;
 
 export async function startHealthServer(
   listen: string,
-  metrics: NodeMetrics,
+  metrics: { readonly registry: Registry },
   readiness: () => Promise<Readiness>,
   log: Logger,
 ): Promise<HealthServer> {

@@ -1,0 +1,101 @@
+/**
+ * Pods → IndexRequests. Keeps the projection of each pod that still needs an index, submits when
+ * a pod appears or changes what it needs, and withdraws when it is deleted, starts running, or is
+ * not in a relist. Credentials are read only if --read-pull-secrets (it needs RBAC on Secrets).
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import type { IndexService, Requester } from '../contracts.js';
+import type { CredentialReader } from './credentials.js';
+import type { WatchSink } from './list-watch.js';
+import { imageNeeds, projectPod, sameNeeds, type PodView } from './pod-view.js';
+
+export interface PodRequestsOptions {
+  driverName: string;
+  index: IndexService;
+  /** Undefined when pull secrets are not read. */
+  credentials?: CredentialReader;
+  /** `--platforms`, else the nodes' platforms. */
+  defaultPlatforms(): string[];
+}
+
+export const podRequester = (view: PodView): Requester => ({
+  kind: 'Pod',
+  namespace: view.namespace,
+  name: view.name,
+  uid: view.uid,
+  revision: view.resourceVersion,
+});
+
+export class PodRequests implements WatchSink<V1Pod> {
+  private readonly pods = new Map<string, PodView>();
+  private seen: Set<string> | undefined;
+
+  constructor(private readonly options: PodRequestsOptions) {}
+
+  get size(): number {
+    return this.pods.size;
+  }
+
+  /** The image a pod asked for, for messages; undefined when it asked for several. */
+  imageOf(uid: string): string | undefined {
+    const images = new Set(this.pods.get(uid)?.volumes.map((volume) => volume.image));
+    return images.size === 1 ? [...images][0] : undefined;
+  }
+
+  upsert(pod: V1Pod): void {
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    this.seen?.add(uid);
+    const view = projectPod(pod, this.options.driverName);
+    const known = this.pods.get(uid);
+    if (!view) {
+      if (known) this.drop(known);
+      return;
+    }
+    if (known && sameNeeds(known, view)) return; // keeps the revision it was submitted with
+    this.pods.set(uid, view);
+    this.submit(view);
+  }
+
+  remove(pod: V1Pod): void {
+    const known = this.pods.get(pod.metadata?.uid ?? '');
+    if (known) this.drop(known);
+  }
+
+  relistBegin(): void {
+    this.seen = new Set();
+  }
+
+  relistEnd(): void {
+    const seen = this.seen;
+    this.seen = undefined;
+    for (const view of [...this.pods.values()]) if (!seen?.has(view.uid)) this.drop(view);
+  }
+
+  /** Leadership lost: another replica answers for the pods now. */
+  clear(): void {
+    for (const view of [...this.pods.values()]) this.drop(view);
+  }
+
+  private drop(view: PodView): void {
+    this.pods.delete(view.uid);
+    this.options.index.withdraw(podRequester(view));
+  }
+
+  private submit(view: PodView): void {
+    const requester = podRequester(view);
+    for (const need of imageNeeds(view, this.options.defaultPlatforms())) {
+      const credentials = this.options.credentials?.read({
+        namespace: view.namespace,
+        image: need.image,
+        secrets: need.secrets,
+        serviceAccount: view.serviceAccount,
+      });
+      void (credentials ?? Promise.resolve([])).then((found) => {
+        // The pod may have gone, or changed, while its secrets were read.
+        if (this.pods.get(view.uid) !== view) return;
+        this.options.index.submit({ image: need.image, platforms: need.platforms, credentials: found, requester });
+      });
+    }
+  }
+}
