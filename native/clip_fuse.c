@@ -230,6 +230,10 @@ static void op_init(void* userdata, struct fuse_conn_info* conn) {
   /* Always readdirplus: every listing is followed by stats (ls -l, find, os.walk). */
   conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_AUTO_INVAL_DATA);
   conn->time_gran = 1;
+  /* Asynchronous reads (readahead) in flight at once: the kernel's default 12 would cap many
+   * concurrent cold readers, each waiting on its own fetch in JavaScript. */
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -646,11 +650,25 @@ static void call_js(napi_env env, napi_value js_cb, void* context, void* data) {
   }
 }
 
+/* Under s->lock. Withdraws every published disk cache entry (their descriptors close once no read uses them). */
+static void withdraw_all(Session* s) {
+  for (uint32_t b = 0; b < s->blob_count; b++) {
+    for (uint32_t i = 0; i < s->blobs[b].count; i++) {
+      if (s->blobs[b].entries[i]) entry_unref(s->blobs[b].entries[i]);
+      s->blobs[b].entries[i] = NULL;
+    }
+  }
+  s->published_count = 0;
+}
+
 static void close_session(Session* s) {
   pthread_mutex_lock(&s->lock);
   int was_closed = s->closed;
   s->closed = 1;
-  if (!was_closed) napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  if (!was_closed) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+    withdraw_all(s); /* the archive is closed: nothing may be read from its cache any more */
+  }
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -970,6 +988,14 @@ static napi_value js_publish(napi_env env, napi_callback_info info) {
       memcpy(copy, digests, digests_length);
       *e = (DiskEntry){fd, block_bytes, span_length, (uint64_t)data_offset, copy, 1};
       pthread_mutex_lock(&s->lock);
+      if (s->closed) {
+        pthread_mutex_unlock(&s->lock);
+        close(fd);
+        free(copy);
+        free(e);
+        CHECK(env, napi_get_boolean(env, false, &result));
+        return result;
+      }
       DiskEntry* old = blob->entries[span];
       blob->entries[span] = e;
       if (old) {
