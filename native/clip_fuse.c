@@ -598,7 +598,9 @@ static void* loop_main(void* arg) {
   Session* s = arg;
   struct fuse_loop_config* config = fuse_loop_cfg_create();
   if (config) {
+    /* Up to 16 threads while busy, 2 kept idle: a node serves many mounts. */
     fuse_loop_cfg_set_max_threads(config, 16);
+    fuse_loop_cfg_set_idle_threads(config, 2);
     fuse_session_loop_mt(s->se, config);
     fuse_loop_cfg_destroy(config);
   }
