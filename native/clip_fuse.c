@@ -85,6 +85,7 @@ typedef struct {
   int closed;
   int refs;
   int has_xattrs;
+  int zero_open, zero_opendir; /* the kernel takes ENOSYS from OPEN/OPENDIR as "none needed" */
   Slot* slots;
   uint32_t slot_count, slot_cap, next_seq;
   uint32_t* free_slots;
@@ -224,7 +225,9 @@ static void fill_entry(const Session* s, uint32_t index, struct fuse_entry_param
 static int is_dir(const Session* s, uint32_t index) { return (s->table.inodes[index].mode & S_IFMT) == S_IFDIR; }
 
 static void op_init(void* userdata, struct fuse_conn_info* conn) {
-  (void)userdata;
+  Session* s = userdata;
+  s->zero_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  s->zero_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   unsigned wanted = FUSE_CAP_READDIRPLUS | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ;
   conn->want |= conn->capable & wanted;
   /* Always readdirplus: every listing is followed by stats (ls -l, find, os.walk). */
@@ -287,8 +290,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target);
 }
 
+/*
+ * OPEN and OPENDIR: where the kernel supports it, ENOSYS once, and it never sends OPEN, OPENDIR,
+ * RELEASE or RELEASEDIR again, opening every file with FOPEN_KEEP_CACHE and every directory with
+ * FOPEN_CACHE_DIR by itself (what the answers below say too). Writes never get here: the mount
+ * is read-only.
+ */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = session_of(req);
+  if (s->zero_opendir) return (void)fuse_reply_err(req, ENOSYS);
   int64_t index = index_of(s, ino);
   if (index < 0) return (void)fuse_reply_err(req, ENOENT);
   if (!is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, ENOTDIR);
@@ -358,6 +368,7 @@ static void op_release_any(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = session_of(req);
   count(s, C_OPEN);
+  if (s->zero_open) return (void)fuse_reply_err(req, ENOSYS);
   int64_t index = index_of(s, ino);
   if (index < 0) return (void)fuse_reply_err(req, ENOENT);
   if (is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, EISDIR);

@@ -98,6 +98,14 @@ describe('native FUSE front end', () => {
     });
   });
 
+  test('files are opened without a request after the first (zero-message open)', async () => {
+    await mounted(archive, 'mnt-open', async (mountPoint, handle) => {
+      for (let i = 0; i < 5; i++) assert.equal((await run('cat', [join(mountPoint, `dir/file-${i}`)])).stdout, `content ${i}\n`);
+      // One OPEN answered ENOSYS; the kernel then opens (with the page cache kept) by itself.
+      assert.equal(handle.counters()?.open, 1);
+    });
+  });
+
   test('extended attributes are listed and read; missing ones are ENODATA', async () => {
     await mounted(archive, 'mnt-xattr', async (mountPoint) => {
       const dump = await run('getfattr', ['-d', '-m', '-', join(mountPoint, 'tagged')]);
