@@ -150,13 +150,23 @@ export class Kubelet {
       }
     }
     const publishMs = performance.now() - started;
-    const container = await this.containerd.start({
+    const container = await this.startContainer(name, targetPath, volume.readOnly);
+    return { name, uid, node: this.plugin.name, volumeId, targetPath, readOnly: volume.readOnly, publishMs, container };
+  }
+
+  private startContainer(name: string, targetPath: string, readOnly: boolean): Promise<ContainerTask> {
+    return this.containerd.start({
       image: this.podImage,
-      id: `pod-${name}`,
-      mounts: [{ source: targetPath, destination: '/data', options: ['rbind', 'rslave', ...(volume.readOnly ? ['ro'] : [])] }],
+      id: `pod-${name}-${Date.now().toString(36)}`,
+      mounts: [{ source: targetPath, destination: '/data', options: ['rbind', 'rslave', ...(readOnly ? ['ro'] : [])] }],
       args: ['sleep', 'infinity'],
     });
-    return { name, uid, node: this.plugin.name, volumeId, targetPath, readOnly: volume.readOnly, publishMs, container };
+  }
+
+  /** Restarts the pod's container (as a failed liveness probe makes kubelet do): the volume is bound again. */
+  async restartContainer(pod: Pod): Promise<Pod> {
+    await pod.container.stop('SIGKILL');
+    return { ...pod, container: await this.startContainer(pod.name, pod.targetPath, pod.readOnly) };
   }
 
   /** Runs `script` with sh inside the pod's container (as `kubectl exec` would). */

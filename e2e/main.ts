@@ -75,7 +75,7 @@ async function main(): Promise<number> {
     const requests = unexpectedRegistryRequests(cluster.proxy.stats.log, cluster.images);
     const statuses = unexpectedStatuses(cluster.proxy.stats.statuses);
     if (requests.length + statuses.length > 0) failures.push(`registry log: unexpected requests ${requests.slice(0, 20).join(', ')}; statuses ${statuses.join(', ')}`);
-    log(`e2e registry log: ${cluster.proxy.stats.log.length} requests (after scenario 1), ${requests.length} unexpected; statuses ${[...cluster.proxy.stats.statuses].map(([s, n]) => `${s} ×${n}`).join(', ')}`);
+    log(`e2e registry log: ${cluster.proxy.stats.log.length} requests, ${requests.length} unexpected; statuses ${[...cluster.proxy.stats.statuses].map(([s, n]) => `${s} ×${n}`).join(', ')}`);
   } catch (error) {
     failures.push(`setup: ${describe(error)}`);
     log(`e2e setup failed: ${describe(error)}`);
