@@ -1,5 +1,7 @@
 /** What every measurement gets: options, where to record, the registry path and the pushed images. */
 import type { RegistryHandle } from '../test/harness/registry.js';
+import type { Containerd } from './containerd.js';
+import type { FullPull } from './full-pull.js';
 import type { BenchOptions } from './options.js';
 import type { Proxies } from './proxies.js';
 import type { BenchImage, CachedLayer } from './images.js';
@@ -30,6 +32,8 @@ export interface BenchContext {
   /** Each layer of the debian image and the synthetic layer as a one-layer image. */
   readonly layerImages: readonly PushedLayerImage[];
   readonly synthetic: PushedBenchImage;
+  /** A containerd of this run, for a real runtime's pull (absent when not installed). */
+  readonly containerd: Containerd | undefined;
   /** Figures one measurement leaves for another's comparison. */
-  readonly shared: { fullPullMs: number[] };
+  readonly shared: { fullPulls: FullPull[] };
 }

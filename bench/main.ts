@@ -1,28 +1,30 @@
 /**
  * `npm run bench -- [--quick] [--slow] ...`: starts the tests' registry, builds and pushes the bench
- * images, runs every measurement, writes bench/results/latest.json and prints a markdown table.
+ * images, runs every measurement, writes its results file (bench/results-file.ts) and prints a markdown table.
  * Never part of `npm test`. Only loopback addresses are contacted (apt-get download aside, on first use).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createFromOCIImage, type CreateFromOCIImageResult } from '../src/clipcore/index.js';
 import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { startRegistry, type RegistryHandle } from '../test/harness/registry.js';
 import type { BenchContext, PushedBenchImage, PushedLayerImage } from './context.js';
 import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLayer, type BenchImage } from './images.js';
+import { startContainerd, type Containerd } from './containerd.js';
 import { machineInfo } from './machine.js';
 import { measureFuse } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureController } from './measure-controller.js';
 import { measureNodePlugin } from './measure-node.js';
 import { measureTtfb } from './measure-ttfb.js';
-import { parseOptions, type Measurement } from './options.js';
+import { MEASUREMENTS, parseOptions, type Measurement } from './options.js';
 import { startProxies, type Proxies } from './proxies.js';
 import { REPO_ROOT, RESULTS_DIR } from './paths.js';
 import { exec } from './proc.js';
 import { markdown, type RunDescription } from './report.js';
 import { Results } from './results.js';
+import { writeResultsFile, type ResultsFile } from './results-file.js';
 import { formatBytes, msSince, summarize } from './stats.js';
 
 const log = (message: string): void => {
@@ -41,19 +43,22 @@ loadTimer.unref();
 const source = await sourceState();
 let registry: RegistryHandle | undefined;
 let proxies: Proxies | undefined;
+let containerd: Containerd | undefined;
 let failed = false;
 
 /** The commit measured, and whether the work tree had changes on top of it. */
-async function sourceState(): Promise<string> {
+async function sourceState(): Promise<{ text: string; commit: string }> {
   const head = await exec('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).catch(() => undefined);
-  const status = await exec('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO_ROOT }).catch(() => undefined);
-  if (!head || head.code !== 0) return 'unknown (not a git checkout)';
+  const status = await exec('git', ['status', '--porcelain', '--', 'src', 'bench', ':!bench/results'], { cwd: REPO_ROOT }).catch(() => undefined);
+  if (!head || head.code !== 0) return { text: 'unknown (not a git checkout)', commit: 'unknown' };
   const changed = status?.stdout.split('\n').filter((l) => l.trim()).length ?? 0;
-  return `commit ${head.stdout.trim()}${changed > 0 ? ` plus ${changed} uncommitted change(s) under src/` : ''}`;
+  const commit = head.stdout.trim();
+  return { text: `commit ${commit}${changed > 0 ? ` plus ${changed} uncommitted change(s) under src/ or bench/` : ''}`, commit: `${commit}${changed > 0 ? '-dirty' : ''}` };
 }
 
 async function cleanup(): Promise<void> {
   await forceUnmount(join(workDir, 'mnt')).catch(() => undefined);
+  await containerd?.close().catch(() => undefined);
   await proxies?.close().catch(() => undefined);
   await registry?.stop().catch(() => undefined);
   await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
@@ -115,7 +120,12 @@ try {
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
 
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, shared: { fullPullMs: [] } };
+  if (options.only.has('ttfb') || options.only.has('node')) {
+    const started = await startContainerd(join(workDir, 'containerd'));
+    if ('unavailable' in started) results.note(`no containerd pull to compare with: ${started.unavailable}`);
+    else containerd = started;
+  }
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, containerd, shared: { fullPulls: [] } };
   const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
@@ -150,7 +160,7 @@ try {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     command: `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
     machine,
-    source,
+    source: source.text,
     load: `1-minute load average sampled every 5 s: median ${load.p50.toFixed(1)}, range ${load.min.toFixed(1)}–${load.max.toFixed(1)} (on ${machine.nproc} CPUs; the bench's own work counts too)`,
     network: options.slow
       ? `loopback; clients → counting proxy → throttling proxy (+${options.latencyMs} ms per request, ${options.mbitPerSecond} Mbit/s shared by all responses) → docker-registry`
@@ -160,11 +170,15 @@ try {
   };
   const table = markdown(run, results);
   await mkdir(RESULTS_DIR, { recursive: true });
-  const json = JSON.stringify({ run, options: { ...options, only: [...options.only] }, rows: results.rows, skipped: results.skipped, notes: results.notes, markdown: table }, null, 2);
-  await writeFile(join(RESULTS_DIR, 'latest.json'), json);
-  await writeFile(join(RESULTS_DIR, `latest-${options.quick ? 'quick' : 'full'}${options.slow ? '-slow' : ''}.json`), json);
+  const partial = MEASUREMENTS.filter((m) => options.only.has(m));
+  const mode = `${options.quick ? 'quick' : 'full'}${options.slow ? '-slow' : ''}${partial.length < MEASUREMENTS.length ? `-only-${partial.join('-')}` : ''}`;
+  const file: ResultsFile = { format: 1, commit: source.commit, mode, run, options: { ...options, only: [...options.only] }, rows: results.rows, skipped: results.skipped, notes: results.notes };
+  const path = await writeResultsFile(RESULTS_DIR, file);
+  // The latest run again under a fixed name (gitignored), for scripts that want "the last one".
+  await writeFile(join(RESULTS_DIR, 'latest.json'), JSON.stringify(file, null, 1));
   process.stdout.write(`${table}\n`);
-  log(`wrote ${join(RESULTS_DIR, 'latest.json')}`);
+  log(`wrote ${path} (commit it if docs/performance.md is to cite it)`);
+  log(`to put it into docs/performance.md: npm run bench:docs -- ${relative(REPO_ROOT, path)} [the --slow run's file]`);
 } catch (err) {
   failed = true;
   log(`bench failed: ${(err as Error).stack ?? String(err)}`);

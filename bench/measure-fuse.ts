@@ -145,14 +145,16 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const localWarm = summarize(output.localWarm, 'ms');
     const coldSpan = summarize(output.coldSpan, 'ms');
     /** A row of 4 KiB reads compared with the same reads of the local file, its pages dropped. */
-    const againstLocalCold = (name: string, clip: Summary, note: string): void =>
-      results.add({ section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
+    const againstLocalCold = (id: string, name: string, clip: Summary, note: string): void =>
+      results.add({ id, section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
     againstLocalCold(
+      'fuse.memory',
       '4 KiB random read, span already in clip memory (page not in page cache)',
       clipCache,
       `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
     );
     results.add({
+      id: 'fuse.page-cache',
       section: SECTION,
       name: '4 KiB random read repeated (page cache)',
       clip: samples(pageCache),
@@ -160,9 +162,10 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       ratio: p50Ratio(pageCache, localWarm),
       note: 'the mount sets kernel_cache: repeated reads never reach clip',
     });
-    againstLocalCold('4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
+    againstLocalCold('fuse.cold', '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
     if (fromDisk) {
       againstLocalCold(
+        'fuse.disk',
         '4 KiB random read, span in the node-local disk cache only (fresh `clip mount` process on a warm --cache-dir, memory cache empty, page cache not holding the page)',
         summarize(fromDisk.once, 'ms'),
         `the same ${pairs.length} spans, one read each at ${FRESH / 1024} KiB into the span (no earlier read touched it), after the first mount (which filled the --cache-dir) stopped and a new one started on the same --cache-dir; ` +
@@ -171,6 +174,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
           (fromDisk.bytes > 0 ? ' — not all from the disk cache: the figure mixes in registry fetches' : ''),
       );
       againstLocalCold(
+        'fuse.disk-again',
         '4 KiB random read, span in the node-local disk cache only, entry already read once by this mount (its header known; memory cache without these bytes, page cache not holding the page)',
         summarize(fromDisk.again, 'ms'),
         `the same mount right after the row above, one read per span at ${FRESH_AGAIN / 1024} KiB into it (no earlier read touched it), the cache files' pages dropped again; registry figures as above (both passes)`,
@@ -210,6 +214,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     };
     const secs = (ms: readonly number[]) => samples(summarize(ms.map((t) => t / 1000), 's'));
     results.add({
+      id: 'fuse.sequential.cold',
       section: SECTION,
       name: 'sequential read of a 256 MiB file, cold (fresh mount, nothing cached)',
       clip: secs(cold),

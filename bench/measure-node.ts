@@ -1,8 +1,9 @@
 /**
  * 5. The node plugin (`clip node`, driven over its CSI socket as kubelet does, with the tests'
  *    CSI client and plugin helpers):
- *    - NodePublishVolume latency: image never seen (indexed on the fly), index on the node but the
- *      image not mounted, image already mounted by another volume; against the full pull;
+ *    - NodePublishVolume latency: image never seen (indexed on the fly; outside --quick, the first
+ *      --runs of them each paired with a full pull run right before or after it), index on the node
+ *      but the image not mounted, image already mounted by another volume; against the full pull;
  *    - resident memory of the plugin process with 10 images mounted, against the idle plugin.
  * Volumes are published as kubelet publishes inline ephemeral volumes (readonly false: an overlay
  * with a private upper layer over the image mount).
@@ -16,6 +17,8 @@ import { cleanupPluginDir, makePluginDir, podVolume, startPlugin, type PluginPro
 import { pushImageDetailed, type LayerInput } from '../test/harness/image-builder.js';
 import { buildTarLayer } from '../test/harness/tar-layer.js';
 import type { BenchContext } from './context.js';
+import { CONTAINERD_PULL_LABEL } from './containerd.js';
+import { fullPull, TAR_PULL_LABEL, UMOCI_PULL_LABEL, type FullPull } from './full-pull.js';
 import { rawLayers } from './images.js';
 import { residentBytes } from './mount.js';
 import { CLIP_BIN, exec, sh } from './proc.js';
@@ -118,12 +121,22 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const idleRss = await residentBytes(pid);
 
-    // Never seen: the publish indexes the image.
+    // Never seen: the publish indexes the image. Outside --quick (where the images are small),
+    // the first --runs publishes are each paired with a full pull of the debian image run right
+    // before or after it (alternating), as the other paired rows are.
+    const lister = await ArchiveReader.open(ctx.debian.clipPath);
+    const candidates = regularFiles(lister).filter((f) => f.size > 0);
+    await lister.close();
+    const pullFile = pick(candidates, 1, seededRandom(options.seed + 3))[0];
     const neverSeen: number[] = [];
+    const pairedPulls: FullPull[] = [];
     let abortedTotal = 0;
-    for (const image of images) {
+    for (const [i, image] of images.entries()) {
       const volume = await podVolume(dir);
+      const pairWith = !options.quick && i < options.runs && pullFile !== undefined ? pullFile : undefined;
+      if (pairWith && i % 2 === 1) pairedPulls.push(await fullPull(ctx, `node-${i}`, pairWith));
       const { ms, aborted } = await publish(csi, volume, image);
+      if (pairWith && i % 2 === 0) pairedPulls.push(await fullPull(ctx, `node-${i}`, pairWith));
       neverSeen.push(ms);
       abortedTotal += aborted;
       published.push({ volume, image });
@@ -131,9 +144,6 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     const mountedRss = await residentBytes(pid);
     // Read some files of every image through its volume (child processes: cat).
     const random = seededRandom(options.seed + 2);
-    const lister = await ArchiveReader.open(ctx.debian.clipPath);
-    const candidates = regularFiles(lister).filter((f) => f.size > 0);
-    await lister.close();
     const quote = (p: string): string => `'${p.replaceAll("'", `'\\''`)}'`;
     const readSome = async (): Promise<void> => {
       for (const { volume } of published) {
@@ -187,15 +197,18 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     const freshReadRss = await residentBytes(freshPid);
     for (const { volume } of published.splice(0)) await unpublish(csi, volume);
 
-    const pull = ctx.shared.fullPullMs;
-    const pullMs = summarize(pull, 'ms');
-    const pullFigure = pull.length > 0 ? { label: 'full pull of the debian image (section 3)', figure: samples(summarize(pull.map((ms) => ms / 1000), 's')) } : undefined;
+    // The publishes with the index on the node compare with every full pull of this run (section 3's
+    // and this section's): not paired, p50 ÷ median.
+    const pulls = [...ctx.shared.fullPulls, ...pairedPulls];
+    const tarPullMs = summarize(pulls.map((p) => p.tarTotalMs), 'ms');
+    const pullFigure = pulls.length > 0 ? { label: `${TAR_PULL_LABEL} (debian image, all of this run's pulls)`, figure: samples(summarize(pulls.map((p) => p.tarTotalMs / 1000), 's')) } : undefined;
     const versusPull = (s: Summary): Ratio => {
-      const r = s.p50 / pullMs.p50;
+      const r = s.p50 / tarPullMs.p50;
       return { value: r, text: `${num(r)}× (p50 ÷ median): the full pull takes ${num(1 / r)}× as long` };
     };
     const present = summarize(indexPresent, 'ms');
     results.add({
+      id: 'node.publish.present',
       section: SECTION,
       name: 'NodePublishVolume, index on the node, image not mounted (open index + FUSE mount + overlay)',
       clip: samples(present),
@@ -204,6 +217,7 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     });
     const bind = summarize(bindOnly, 'ms');
     results.add({
+      id: 'node.publish.mounted',
       section: SECTION,
       name: 'NodePublishVolume, image already mounted for another volume (overlay only)',
       clip: samples(bind),
@@ -211,13 +225,23 @@ export async function measureNodePlugin(ctx: BenchContext): Promise<void> {
     });
     const never = summarize(neverSeen.map((ms) => ms / 1000), 's');
     const neverRow = {
+      id: 'node.publish.never-seen',
       section: SECTION,
       name: `NodePublishVolume, image never seen (indexed during the publish, ${IMAGES} images one after another)`,
       clip: samples(never),
       note: `images: ${imageKind}; ${abortedTotal} ABORTED answers retried at once (kubelet would back off)`,
     };
-    if (pullFigure && !options.quick) {
-      results.add({ ...neverRow, comparison: pullFigure, ratio: pairedRatio(neverSeen.slice(0, pull.length), pull.slice(0, Math.min(pull.length, neverSeen.length))) });
+    if (pairedPulls.length > 0) {
+      const pairedPublishes = neverSeen.slice(0, pairedPulls.length);
+      const umoci = pairedRatio(pairedPublishes, pairedPulls.map((p) => p.totalMs));
+      const containerdMs = pairedPulls.flatMap((p) => (p.containerdMs === undefined ? [] : [p.containerdMs]));
+      const containerd = containerdMs.length === pairedPulls.length ? `; against ${CONTAINERD_PULL_LABEL}: ${pairedRatio(pairedPublishes, containerdMs).text}` : '';
+      results.add({
+        ...neverRow,
+        comparison: { label: `${TAR_PULL_LABEL} (the debian image, without the one file)`, figure: samples(summarize(pairedPulls.map((p) => p.tarTotalMs / 1000), 's')) },
+        ratio: pairedRatio(pairedPublishes, pairedPulls.map((p) => p.tarTotalMs)),
+        note: `${neverRow.note}; the first ${pairedPulls.length} publishes each paired with a full pull run right before or after it (alternating order); against ${UMOCI_PULL_LABEL} in the same pairs: ${umoci.text}${containerd}`,
+      });
     } else results.add(neverRow);
     const filesRead = options.quick ? 'one file' : `${FILES_READ_PER_IMAGE + 1} files`;
     results.add({

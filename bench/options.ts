@@ -29,7 +29,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--slow] [--only index,s
   --runs N         repetitions of index runs, full pulls, cold starts and sequential reads (default 3; --quick 2)
   --files N        random files for time to first byte (default 200; --quick 50)
   --random-reads N spans sampled by the FUSE 4 KiB random reads (default 200; --quick 50)
-  --seed N         seed of the random choices (default 1)`;
+  --seed N         seed of the random choices (default 1)
+  --help           this text`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   const flags = new Map<string, string | true>();

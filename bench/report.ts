@@ -2,6 +2,12 @@
 import { formatMachine, type MachineInfo } from './machine.js';
 import { formatFigure, type Results } from './results.js';
 
+interface Recorded {
+  readonly rows: Readonly<Results['rows']>;
+  readonly skipped: Readonly<Results['skipped']>;
+  readonly notes: Readonly<Results['notes']>;
+}
+
 export interface RunDescription {
   readonly title: string;
   readonly date: string;
@@ -16,7 +22,7 @@ export interface RunDescription {
 
 const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
-export function markdown(run: RunDescription, results: Results): string {
+export function markdown(run: RunDescription, results: Recorded): string {
   const lines: string[] = [];
   lines.push(`### ${run.title}`, '');
   lines.push(`Run ${run.date} with \`${run.command}\` in ${Math.round(run.seconds)} s.`, '');

@@ -1,18 +1,22 @@
 /** What a bench run records: rows of figures, side by side with their comparison, and skipped measurements. */
-import { formatSummary, num, type Summary } from './stats.js';
+import { formatSummary, median, num, type Summary } from './stats.js';
 
 export type Figure =
   | { readonly kind: 'summary'; readonly summary: Summary }
   | { readonly kind: 'value'; readonly value: number; readonly unit: string; readonly text?: string };
 
 export interface Ratio {
-  /** clip-csi ÷ comparison (median of paired runs, or p50 ÷ p50). */
+  /** clip-csi ÷ comparison (the median of paired runs' ratios, or p50 ÷ p50). */
   readonly value: number;
+  /** Paired runs behind the value (absent: a ratio of two independent summaries). */
+  readonly n?: number;
   /** How it was formed and its spread. */
   readonly text: string;
 }
 
 export interface Row {
+  /** A stable name for the rows the headline table quotes (bench/headline.ts). */
+  readonly id?: string;
   readonly section: string;
   readonly name: string;
   readonly clip: Figure;
@@ -68,12 +72,16 @@ export function formatFigure(figure: Figure): string {
   return figure.text ?? `${num(figure.value)} ${figure.unit}`;
 }
 
-/** Ratio of paired runs (clip_i ÷ comparison_i): median and range. */
+/**
+ * Ratio of paired runs (clip_i ÷ comparison_i, each pair run back to back): the true median of
+ * the ratios (with an even n, the mean of the two middle ones), their range and n.
+ */
 export function pairedRatio(clip: readonly number[], comparison: readonly number[]): Ratio {
+  if (clip.length !== comparison.length) throw new Error(`paired runs: ${clip.length} clip runs against ${comparison.length} comparison runs`);
   const ratios = clip.map((c, i) => c / (comparison[i] as number)).sort((a, b) => a - b);
-  const median = ratios[Math.floor((ratios.length - 1) / 2)] as number;
-  const spread = ratios.length > 1 ? `, paired runs ${num(ratios[0] as number)}–${num(ratios[ratios.length - 1] as number)}, n=${ratios.length}` : ', n=1';
-  return { value: median, text: `${num(median)}×${spread}` };
+  const value = median(ratios);
+  const spread = ratios.length > 1 ? `, paired runs ${num(ratios[0] as number)}–${num(ratios[ratios.length - 1] as number)}, n=${ratios.length}` : ', one pair, n=1';
+  return { value, n: ratios.length, text: `${num(value)}× (median${spread})` };
 }
 
 /** p50 ÷ p50 of two independent sample sets. */

@@ -3,6 +3,7 @@
 export interface Summary {
   readonly unit: string;
   readonly n: number;
+  /** The true median: the middle value, or the mean of the two middle values when n is even. */
   readonly p50: number;
   readonly p99: number;
   readonly min: number;
@@ -17,13 +18,21 @@ export function quantile(sorted: readonly number[], q: number): number {
   return sorted[rank - 1] as number;
 }
 
+/** The median of sorted samples: the middle value, or the mean of the two middle ones. */
+export function median(sorted: readonly number[]): number {
+  const n = sorted.length;
+  if (n === 0) return Number.NaN;
+  const upper = sorted[Math.floor(n / 2)] as number;
+  return n % 2 === 1 ? upper : ((sorted[n / 2 - 1] as number) + upper) / 2;
+}
+
 export function summarize(samples: readonly number[], unit: string): Summary {
   const sorted = [...samples].sort((a, b) => a - b);
   const n = sorted.length;
   return {
     unit,
     n,
-    p50: quantile(sorted, 0.5),
+    p50: median(sorted),
     p99: quantile(sorted, 0.99),
     min: sorted[0] ?? Number.NaN,
     max: sorted[n - 1] ?? Number.NaN,

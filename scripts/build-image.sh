@@ -10,7 +10,8 @@
 #      docs but copyright files, no man pages, no package lists. It is cached as a tarball under
 #      the cache directory, keyed by everything that shapes it (suite, architecture, packages,
 #      sources, mmdebstrap's version) and by the ISO week, so that security updates come in
-#      weekly while reruns and CI's second build skip the slowest step.
+#      weekly while reruns and CI's second build skip the slowest step. Cache files unused for a
+#      week are removed.
 #   2. Node.js: /usr/bin/node of the installed Debian package `nodejs`. This machine's Node.js
 #      comes from the NodeSource apt repository, whose source is disabled here, so the package
 #      cannot be downloaded again. The image takes the installed file, checked against the
@@ -73,7 +74,7 @@ push=1
 insecure=0
 build=1
 refresh=0
-cache_dir=${CLIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clip-csi-image}
+cache_dir=${CLIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/clip-csi-image}
 source_url=''
 ref=''
 while [ $# -gt 0 ]; do
@@ -115,7 +116,7 @@ node_version=$(node -p 'process.versions.node')
 nodejs_package=$(dpkg-query -W -f='${Version}' nodejs 2>/dev/null) || fail "Node.js must come from the installed Debian package nodejs"
 case $nodejs_package in "$node_version"-*) ;; *) fail "node is $node_version but the nodejs package is $nodejs_package" ;; esac
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/clip-image-XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/clip-build-image-XXXXXX")
 # A background step still running when a foreground one fails finishes before its directory goes.
 trap 'wait; rm -rf "$work"' EXIT
 mkdir -p "$cache_dir"
@@ -127,6 +128,21 @@ fi
 for file in dist/bundle/clip.js dist/bundle/package.json native/build/Release/*.node; do
   [ -f "$file" ] || fail "$file is missing: run npm run build"
 done
+
+# The cache may be shared by concurrent builds (other checkouts, other keys): a file enters it
+# whole (renamed in), a build uses its own link (or copy) of it, and only files unused for a week
+# are pruned, so no build loses a file it is about to read.
+cache_put() { # cache_put LOCAL CACHED
+  local part
+  part=$(mktemp "$cache_dir/.part-XXXXXX")
+  ln -f "$1" "$part" 2>/dev/null || cp "$1" "$part"
+  mv -f "$part" "$2"
+}
+cache_take() { # cache_take CACHED LOCAL
+  touch "$1"
+  ln -f "$1" "$2" 2>/dev/null || cp "$1" "$2"
+}
+find "$cache_dir" -maxdepth 1 \( -name '*.tar' -mtime +7 -o -name '.part-*' -mtime +1 \) -delete
 
 # Layer tarballs: sorted, numeric root ownership, so the same inputs give the same layer.
 pack() { # pack OUTPUT DIR [tar options...]
@@ -165,10 +181,8 @@ build_rootfs() {
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old "$root"/var/log/*
   rm -rf "$root"/dev/*
   pack "$work/rootfs.tar" "$root"
-  mv "$work/rootfs.tar" "$rootfs_tar"
+  cache_put "$work/rootfs.tar" "$rootfs_tar"
   rm -rf "$root"
-  # Older weeks' root filesystems are never used again.
-  find "$cache_dir" -maxdepth 1 -name "rootfs-$SUITE-$arch-*.tar" ! -name "${rootfs_tar##*/}" -delete
 }
 
 # --- 2. Node.js from the installed nodejs package ---
@@ -198,8 +212,7 @@ build_modules() {
   mkdir -p "$work/modules-root$APP_DIR"
   mv "$work/modules/node_modules" "$work/modules-root$APP_DIR/"
   tar --create --file "$work/modules.tar" --directory "$work/modules-root" --sort=name --numeric-owner --owner=0 --group=0 ".$APP_DIR/node_modules"
-  mv "$work/modules.tar" "$modules_tar"
-  find "$cache_dir" -maxdepth 1 -name 'node_modules-*.tar' ! -name "${modules_tar##*/}" -delete
+  cache_put "$work/modules.tar" "$modules_tar"
 }
 
 # The two slow steps of a cold build (network and dpkg; npm) run side by side.
@@ -210,12 +223,14 @@ if [ $refresh = 1 ] || [ ! -f "$modules_tar" ]; then
   modules_job=$!
 else
   step "production node_modules: cached $modules_tar"
+  cache_take "$modules_tar" "$work/modules.tar"
 fi
 if [ $refresh = 1 ] || [ ! -f "$rootfs_tar" ]; then
   step "root filesystem: mmdebstrap $SUITE ($arch) with ${RUNTIME_PACKAGES[*]} (cached afterwards as $rootfs_tar)"
   build_rootfs
 else
   step "root filesystem: cached $rootfs_tar"
+  cache_take "$rootfs_tar" "$work/rootfs.tar"
 fi
 if [ -n "$modules_job" ]; then
   wait "$modules_job" || fail "npm ci --omit=dev failed"
@@ -232,7 +247,7 @@ cp dist/bundle/*.js dist/bundle/package.json "$app/dist/bundle/"
 cp native/build/Release/*.node "$app/native/build/Release/"
 ln -s "$APP_DIR/bin/clip" "$work/app/usr/local/bin/clip"
 pack "$work/app.tar" "$work/app"
-tar --concatenate --file "$work/app.tar" "$modules_tar"
+tar --concatenate --file "$work/app.tar" "$work/modules.tar"
 
 # --- the OCI image ---
 if [ -z "$source_url" ]; then
@@ -252,7 +267,7 @@ umoci new --image "$layout:$tag"
 add_layer() { # add_layer TAR WHAT
   umoci raw add-layer --image "$layout:$tag" --history.created "$created" --history.created_by "$2" "$1"
 }
-add_layer "$rootfs_tar" "mmdebstrap --variant=essential $SUITE +${RUNTIME_PACKAGES[*]}"
+add_layer "$work/rootfs.tar" "mmdebstrap --variant=essential $SUITE +${RUNTIME_PACKAGES[*]}"
 add_layer "$work/node.tar" "nodejs $nodejs_package: /usr/bin/node"
 add_layer "$work/app.tar" "clip-csi $version: $APP_DIR"
 config_args=(

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +9,35 @@ import { ArchiveReader, BufferByteSource, ClipError, createArchive, SectionKind 
 
 const FORMAT_CODES = new Set(['BAD_MAGIC', 'UNSUPPORTED_VERSION', 'TRUNCATED', 'CHECKSUM_MISMATCH', 'OUT_OF_RANGE', 'CORRUPT', 'DIGEST_MISMATCH']);
 
-/** Opens an archive and reads everything in it; returns a canonical description. */
+/** One line per entry: path, type, permission bits, size, mtime, link target, content (hex). */
+const describeEntry = (path: string, type: string, mode: number, size: number, mtimeNs: bigint, linkTarget: string | null, content: string): string =>
+  JSON.stringify([path, type, mode, size, String(mtimeNs), linkTarget, content]);
+
+/**
+ * The reference: what the archive must hold, read from the source tree with the file system's own
+ * calls (never through the code under test). Sorted lines, as `readEverything` gives them.
+ */
+async function describeTree(root: string): Promise<string> {
+  const lines: string[] = [];
+  const visit = async (relative: string): Promise<void> => {
+    const full = relative === '' ? root : join(root, relative);
+    const stats = await lstat(full, { bigint: true });
+    const mode = Number(stats.mode & 0o7777n);
+    if (stats.isDirectory()) {
+      lines.push(describeEntry(relative, 'directory', mode, 0, stats.mtimeNs, null, ''));
+      for (const name of await readdir(full)) await visit(relative === '' ? name : `${relative}/${name}`);
+    } else if (stats.isSymbolicLink()) {
+      const target = await readlink(full);
+      lines.push(describeEntry(relative, 'symlink', mode, Buffer.byteLength(target), stats.mtimeNs, target, ''));
+    } else {
+      lines.push(describeEntry(relative, 'file', mode, Number(stats.size), stats.mtimeNs, null, (await readFile(full)).toString('hex')));
+    }
+  };
+  await visit('');
+  return lines.sort().join('\n');
+}
+
+/** Opens an archive and reads everything in it; returns a canonical description (sorted lines). */
 async function readEverything(bytes: Buffer): Promise<string> {
   const reader = await ArchiveReader.open(new BufferByteSource(bytes));
   try {
@@ -17,9 +45,9 @@ async function readEverything(bytes: Buffer): Promise<string> {
     for (const { path, inode } of reader.index.walk()) {
       const attributes = reader.index.inode(inode);
       const content = attributes.type === 'file' ? (await reader.readInode(inode, 0, attributes.size)).toString('hex') : '';
-      parts.push(JSON.stringify([path, attributes.type, attributes.mode, attributes.size, String(attributes.mtimeNs), attributes.linkTarget, content]));
+      parts.push(describeEntry(path, attributes.type, attributes.mode, attributes.size, attributes.mtimeNs, attributes.linkTarget ?? null, content));
     }
-    return parts.join('\n');
+    return parts.sort().join('\n');
   } finally {
     await reader.close();
   }
@@ -55,7 +83,8 @@ describe('damaged archives', () => {
     // Small spans so that the data section has several, each with its digest.
     await createArchive({ inputPath: source, outputPath: path, spanBytes: 4096, xattrs: false });
     original = await readFile(path);
-    expected = await readEverything(original);
+    expected = await describeTree(source);
+    assert.equal(await readEverything(original), expected, 'the undamaged archive reads as the source tree');
   });
 
   after(async () => rm(work, { recursive: true, force: true }));

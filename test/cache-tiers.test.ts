@@ -21,16 +21,25 @@ const DIGESTS = Buffer.concat(
   Array.from({ length: Math.ceil(BLOB.length / SPAN) }, (_, i) => createHash('sha256').update(BLOB.subarray(i * SPAN, (i + 1) * SPAN)).digest()),
 );
 
-/** An origin over BLOB that counts fetches and can corrupt the next `corrupt` of them. */
+/**
+ * An origin over BLOB that counts fetches and can corrupt the next `corrupt` of them. Each fetch
+ * is logged (offset, and whether it began while the origin was held) and wakes `whenFetches`;
+ * `hold()` keeps every fetch waiting until `release()`.
+ */
 class FakeOrigin {
   fetches = 0;
   bytes = 0;
   corrupt = 0;
-  delayMs = 0;
+  readonly log: Array<{ offset: number; startedMs: number; whileHeld: boolean }> = [];
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+  private waiters: Array<{ count: number; resolve: () => void }> = [];
   fetch = async (offset: number, length: number): Promise<Buffer> => {
     this.fetches++;
     this.bytes += length;
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    this.log.push({ offset, startedMs: performance.now(), whileHeld: this.gate !== undefined });
+    this.waiters = this.waiters.filter((w) => (w.count <= this.fetches ? (w.resolve(), false) : true));
+    if (this.gate !== undefined) await this.gate;
     const out = Buffer.from(BLOB.subarray(offset, offset + length));
     if (this.corrupt > 0) {
       this.corrupt--;
@@ -38,6 +47,28 @@ class FakeOrigin {
     }
     return out;
   };
+  /** Resolves once `count` fetches have started (fails the test after 10 s). */
+  whenFetches(count: number): Promise<void> {
+    if (this.fetches >= count) return Promise.resolve();
+    return withDeadline(new Promise<void>((resolve) => this.waiters.push({ count, resolve })), `${count} origin fetches (saw ${this.fetches})`);
+  }
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+  release(): void {
+    this.gate = undefined;
+    this.open?.();
+  }
+}
+
+async function withDeadline<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function capture(): { logger: ClipLogger; lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> } {
@@ -60,6 +91,12 @@ function blobOver(origin: FakeOrigin, cache: SpanCache, readAheadSpans = 0): Ver
 class MapCache implements ContentCache {
   readonly items = new Map<string, Buffer>();
   tamper = false;
+  private waiters: Array<{ count: number; resolve: () => void }> = [];
+  /** Resolves once `count` items are stored (stores run in the background). */
+  whenItems(count: number): Promise<void> {
+    if (this.items.size >= count) return Promise.resolve();
+    return withDeadline(new Promise<void>((resolve) => this.waiters.push({ count, resolve })), `${count} shared-cache items (saw ${this.items.size})`);
+  }
   async getContent(hash: string, offset: number, length: number): Promise<Buffer | undefined> {
     const item = this.items.get(hash);
     if (item === undefined || offset + length > item.length) return undefined;
@@ -71,6 +108,7 @@ class MapCache implements ContentCache {
     const parts: Buffer[] = [];
     for await (const chunk of chunks) parts.push(Buffer.from(chunk));
     this.items.set(hash, Buffer.concat(parts));
+    this.waiters = this.waiters.filter((w) => (w.count <= this.items.size ? (w.resolve(), false) : true));
     return true;
   }
 }
@@ -81,16 +119,19 @@ describe('span tiers', () => {
     work = await mkdtemp(join(tmpdir(), 'clip-cache-tiers-'));
   });
   after(async () => {
-    await rm(work, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true, maxRetries: 5 }); // a failed test may leave disk writes in flight
   });
 
   test('concurrent reads of a span share one fetch; later reads hit memory', async () => {
     const registry = new Registry();
     const origin = new FakeOrigin();
-    origin.delayMs = 20;
     const cache = new SpanCache({ metrics: new ClipMetrics(registry) });
     const blob = blobOver(origin, cache);
-    const reads = await Promise.all(Array.from({ length: 32 }, (_, i) => blob.read(SPAN + i * 100, 5000)));
+    origin.hold(); // the fetch stays in flight until every read has asked
+    const pending = Array.from({ length: 32 }, (_, i) => blob.read(SPAN + i * 100, 5000));
+    await origin.whenFetches(1);
+    origin.release();
+    const reads = await Promise.all(pending);
     reads.forEach((data, i) => assert.deepEqual(data, BLOB.subarray(SPAN + i * 100, SPAN + i * 100 + 5000)));
     assert.equal(origin.fetches, 1);
     assert.deepEqual(await blob.read(SPAN, 10), BLOB.subarray(SPAN, SPAN + 10));
@@ -150,7 +191,7 @@ describe('span tiers', () => {
     const shared = new MapCache();
     const origin = new FakeOrigin();
     await blobOver(origin, new SpanCache({ shared })).read(0, BLOB.length);
-    await new Promise((resolve) => setTimeout(resolve, 10)); // stores are in the background
+    await shared.whenItems(DIGESTS.length / 32); // stores are in the background
     assert.equal(shared.items.size, DIGESTS.length / 32);
     const before = origin.fetches;
     const registry = new Registry();
@@ -166,39 +207,72 @@ describe('span tiers', () => {
 
   test('sequential reads load the next spans ahead, within the file', async () => {
     const origin = new FakeOrigin();
-    const blob = blobOver(origin, new SpanCache(), 2);
+    const registry = new Registry();
+    const blob = blobOver(origin, new SpanCache({ metrics: new ClipMetrics(registry) }), 2);
     const limit = 5 * SPAN; // the "file" ends with span 4
     await blob.read(0, 16384, limit);
     assert.equal(origin.fetches, 1);
     await blob.read(16384, 16384, limit); // sequential: spans 1 and 2 are loaded ahead
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    assert.equal(origin.fetches, 3);
+    // Read-ahead is decided inside the read (the metric counts each span loaded ahead); the
+    // fetches themselves run in the background.
+    assert.equal(await metric(registry, 'clip_readahead_spans_total'), 2);
+    await origin.whenFetches(3);
+    assert.deepEqual(origin.log.map((f) => f.offset), [0, SPAN, 2 * SPAN]);
     for (let offset = 32768; offset < limit; offset += 16384) await blob.read(offset, 16384, limit);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    assert.equal(origin.fetches, 5, 'never past the end of the file');
+    assert.equal(await metric(registry, 'clip_readahead_spans_total'), 4, 'never past the end of the file');
+    await origin.whenFetches(5);
+    assert.deepEqual(origin.log.map((f) => f.offset), [0, SPAN, 2 * SPAN, 3 * SPAN, 4 * SPAN]);
   });
 
-  test('prefetch caches every span within its bandwidth cap and waits for on-demand reads', async (t) => {
+  test('prefetch caches every span within its bandwidth cap and waits for on-demand reads', async () => {
     const origin = new FakeOrigin();
     const dir = join(work, 'prefetch');
     const registry = new Registry();
     const metrics = new ClipMetrics(registry);
     const cache = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }), metrics });
     const blob = blobOver(origin, cache);
-    const started = Date.now();
+    // An on-demand read is waiting on the origin when prefetch starts: prefetch must not fetch
+    // anything until it is served.
+    origin.hold();
+    const onDemand = blob.read(9 * SPAN, 10);
+    await origin.whenFetches(1);
+    let waiting = 0;
+    const allWaiting = new Promise<void>((resolve) => {
+      const idle = cache.idle.bind(cache);
+      cache.idle = () => {
+        if (++waiting === 3) resolve();
+        return idle();
+      };
+    });
+    const bytesPerSecond = 16 * SPAN;
+    const started = performance.now();
     const controller = new AbortController();
-    const run = prefetchSpans(cache, [...blob.refs(), ...blob.refs()], { concurrency: 3, bytesPerSecond: 8 * SPAN }, controller.signal, { metrics });
-    const onDemand = await blob.read(9 * SPAN, 10);
-    assert.deepEqual(onDemand, BLOB.subarray(9 * SPAN, 9 * SPAN + 10));
+    const run = prefetchSpans(cache, [...blob.refs(), ...blob.refs()], { concurrency: 3, bytesPerSecond }, controller.signal, { metrics });
+    await withDeadline(allWaiting, 'the three prefetch workers to wait for on-demand reads');
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(origin.fetches, 1, 'no prefetch fetch while an on-demand read waits');
+    origin.release();
+    assert.deepEqual(await onDemand, BLOB.subarray(9 * SPAN, 9 * SPAN + 10));
     const result = await run;
+    const elapsedMs = performance.now() - started;
     assert.equal(result.spans, 11);
     assert.equal(result.failed, 0);
-    assert.equal(result.fetched + result.cached, 11);
-    t.diagnostic(`prefetch of 11 spans at 8 spans/s took ${Date.now() - started} ms`);
+    assert.deepEqual([result.fetched, result.cached], [10, 1], 'span 9 was cached by the on-demand read');
+    assert.equal(result.originBytes, BLOB.length - SPAN, 'every span but the on-demand one (span 9, a full span)');
     assert.equal(origin.fetches, 11, 'each span fetched once');
+    assert.equal(origin.log[0]?.offset, 9 * SPAN, 'the on-demand read went first');
+    assert.ok(origin.log.slice(1).every((f) => !f.whileHeld), 'no prefetch fetch began before the on-demand read was served');
+    // The cap: each of the 11 spans (cached or not) reserves its share of the budget before it
+    // starts, so the last cannot start before every other span's share has passed. A lower bound
+    // only: a busy machine makes it slower, never faster.
+    const minimumMs = (1000 * (BLOB.length - SPAN)) / bytesPerSecond;
+    assert.ok(elapsedMs >= minimumMs - 2, `prefetch at ${bytesPerSecond} B/s took ${elapsedMs.toFixed(0)} ms, under the cap's ${minimumMs.toFixed(0)} ms`);
+    assert.equal(await metric(registry, 'clip_prefetch_spans_total', { result: 'fetched' }), 10);
+    assert.equal(await metric(registry, 'clip_prefetch_spans_total', { result: 'cached' }), 1);
     await cache.close();
     const again = new SpanCache({ disk: await DiskCache.open({ dir, maxBytes: 64 << 20 }) });
     assert.deepEqual(await blobOver(origin, again).read(0, BLOB.length), BLOB);
     assert.equal(origin.fetches, 11);
+    await again.close();
   });
 });

@@ -68,5 +68,7 @@ describe('raw inflate backends', () => {
     assert.equal(code, 0, output.slice(-4000));
     assert.match(output, /^# fail 0$/m);
     assert.match(output, /^# pass [1-9]\d*$/m);
+    // Each suite names its backend: pako, in both.
+    assert.deepEqual([...output.matchAll(/^\s*# inflate backend: (\w+)$/gm)].map((m) => m[1]), ['pako', 'pako'], output.slice(-4000));
   });
 });

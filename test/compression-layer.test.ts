@@ -14,10 +14,12 @@ import {
   type CompressedSpan,
   type LayerCompression,
 } from '../src/clipcore/compression/index.js';
-import { checkIndexShape, checkRanges, indexBlob } from './helpers/compression-check.js';
+import { checkIndexShape, checkRanges, indexBlob, reportInflateBackend } from './helpers/compression-check.js';
 import { mixedData, runTool } from './helpers/compression-data.js';
 
 const SPAN = 1 * MiB;
+
+test('the inflate backend in use', (t) => reportInflateBackend(t));
 
 describe('uncompressed layers', () => {
   test('spans of exactly spanBytes, ranges by slicing', async () => {

@@ -13,7 +13,7 @@ import {
   SMALL_LAYER_BYTES,
   type LayerIndex,
 } from '../src/clipcore/compression/index.js';
-import { checkIndexShape, checkRanges, indexBlob } from './helpers/compression-check.js';
+import { checkIndexShape, checkRanges, indexBlob, reportInflateBackend } from './helpers/compression-check.js';
 import { gzipMember, mixedData, randomBytes, runTool } from './helpers/compression-data.js';
 
 const SPAN = 1 * MiB;
@@ -21,6 +21,8 @@ const SPAN = 1 * MiB;
 function isClipError(code: string): (err: unknown) => boolean {
   return (err) => err instanceof ClipError && err.code === code;
 }
+
+test('the inflate backend in use', (t) => reportInflateBackend(t));
 
 describe('gzip index: a ~48 MiB stream from the gzip binary', () => {
   let ref: Buffer;

@@ -79,10 +79,12 @@ describe('container image: built without a daemon, run by containerd and runc', 
     registry = await startRegistry();
     ref = `${registry.host}/${IMAGE_NAME}:test`;
     const archive = join(workDir, 'clip-csi.oci.tar');
-    const [built, ctd] = await Promise.all([buildClipImage(ref, { ociArchive: archive }), startContainerd()]);
-    containerd = ctd;
-    for (const line of built.progress) console.log(line);
-    console.log(`image built and pushed in ${built.seconds.toFixed(1)} s`);
+    const [built, started] = await Promise.allSettled([buildClipImage(ref, { ociArchive: archive }), startContainerd()]);
+    if (started.status === 'fulfilled') containerd = started.value;
+    if (built.status === 'rejected') throw built.reason;
+    if (started.status === 'rejected') throw started.reason;
+    for (const line of built.value.progress) console.log(line);
+    console.log(`image built and pushed in ${built.value.seconds.toFixed(1)} s`);
     const importStarted = Date.now();
     importedDigest = await containerd.importImage(archive, ref);
     await rm(archive);
@@ -156,10 +158,11 @@ describe('container image: built without a daemon, run by containerd and runc', 
     assert.match(result.stdout, /^Usage: clip controller/);
   });
 
-  it('clip node in a privileged container: Identity over its socket, an image volume mounted inside shows on the host', async () => {
+  it('clip node in a privileged container with a read-only root: Identity over its socket, an image volume mounted inside shows on the host', async () => {
     await pushImage(registry, 'apps/hello', 'v1', [buildTarLayer([{ type: 'file', path: 'hello.txt', content: HELLO, mode: 0o644 }])]);
     const kubeletDir = join(workDir, 'kubelet');
-    await mkdir(kubeletDir);
+    const nodeTmp = join(workDir, 'node-tmp');
+    await Promise.all([mkdir(kubeletDir), mkdir(nodeTmp)]);
     const unshare = await makeSharedMount(kubeletDir);
     let node: ContainerTask | undefined;
     let csi: CsiClient | undefined;
@@ -170,10 +173,27 @@ describe('container image: built without a daemon, run by containerd and runc', 
         image: ref,
         privileged: true,
         netHost: true,
+        // As the chart runs it: a read-only root filesystem, /tmp an emptyDir of its own.
+        readOnlyRootfs: true,
         rootfsPropagation: 'rshared',
-        mounts: [{ source: kubeletDir, options: ['rbind', 'rshared'] }],
+        // /tmp first: this test's kubelet directory lies under /tmp, so it must go on top.
+        mounts: [
+          { source: nodeTmp, destination: '/tmp' },
+          { source: kubeletDir, options: ['rbind', 'rshared'] },
+        ],
         env: { NODE_NAME: 'image-test-node' },
-        args: ['clip', 'node', '--endpoint', `unix://${socket}`, '--state-dir', join(kubeletDir, 'state'), '--cache-dir', join(kubeletDir, 'cache')],
+        args: [
+          'clip',
+          'node',
+          '--endpoint',
+          `unix://${socket}`,
+          '--kubelet-dir',
+          kubeletDir,
+          '--state-dir',
+          join(kubeletDir, 'plugins', 'state'),
+          '--cache-dir',
+          join(kubeletDir, 'plugins', 'cache'),
+        ],
       });
       await waitForPath(socket, node);
       csi = await connectCsi(socket);

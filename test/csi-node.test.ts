@@ -316,7 +316,9 @@ describe('clip node: image volumes over CSI', () => {
     const expectedBytes = (await Promise.all(Object.values(V1_FILES).map(async (c) => (typeof c === 'string' ? Buffer.byteLength(c) : c.size)))).reduce((a, b) => a + b, 0) + '#!/bin/sh\necho tool\n'.length;
     assert.equal(bytes?.used, expectedBytes);
     assert.ok((inodes?.used ?? 0) >= 10);
-    assert.deepEqual(stats.volume_condition, { abnormal: false, message: stats.volume_condition?.message });
+    const digest = (plugin as PluginProcess).logs().find((line) => line.msg === 'image mounted' && line['image'] === imageV1)?.['digest'];
+    assert.match(String(digest), /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(stats.volume_condition, { abnormal: false, message: `image ${imageV1} (${String(digest)}) is mounted` });
     await unpublish(volume);
   });
 
@@ -335,9 +337,14 @@ describe('clip node: image volumes over CSI', () => {
     assert.ok((metricValue(body, 'clip_csi_unpublish_duration_seconds_count', { code: 'OK' }) ?? 0) >= 5);
     assert.equal(metricValue(body, 'clip_csi_volumes_published'), 1);
     assert.ok((metricValue(body, 'clip_csi_image_mounts') ?? 0) >= 1);
-    assert.ok((metricValue(body, 'clip_csi_index_source_total', { source: 'indexed' }) ?? 0) >= 3);
-    assert.ok((metricValue(body, 'clip_csi_index_source_total', { source: 'local-cache' }) ?? -1) >= 0);
-    assert.equal(metricValue(body, 'clip_csi_index_source_total', { source: 's3' }), 0);
+    // Each image mount counts its index's source once, as its 'image mounted' log line says.
+    const mountedFrom = (source: string): number =>
+      (plugin as PluginProcess).logs().filter((line) => line.msg === 'image mounted' && line['index_source'] === source).length;
+    for (const source of ['indexed', 'local-cache', 's3', 'controller']) {
+      assert.equal(metricValue(body, 'clip_csi_index_source_total', { source }), mountedFrom(source), source);
+    }
+    assert.ok(mountedFrom('indexed') >= 3);
+    assert.equal(mountedFrom('s3'), 0);
     // clipcore's read-path metrics, in the same registry: cache misses and hits, first-read latency.
     const lookups = (result: string): number =>
       ['memory', 'disk'].reduce((sum, tier) => sum + (metricValue(body, 'clip_cache_lookups_total', { tier, result }) ?? 0), 0);

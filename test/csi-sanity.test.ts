@@ -12,6 +12,7 @@ import grpc from '@grpc/grpc-js';
 import { connectCsi, ephemeralContext, expectGrpcError, MOUNT_CAPABILITY, type CsiClient, type PublishRequest } from './helpers/csi-client.js';
 import { cleanupPluginDir, httpGet, makePluginDir, mountsUnder, podVolume, startPlugin, type PluginProcess } from './helpers/csi-plugin.js';
 import { runClip } from './helpers/processes.js';
+import { StateDir } from '../src/node/state.js';
 import { pushImage } from './harness/image-builder.js';
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { buildTarLayer } from './harness/tar-layer.js';
@@ -76,6 +77,8 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
 
     it('GetPluginCapabilities: should return appropriate capabilities (no CONTROLLER_SERVICE)', async () => {
       const { capabilities } = await csi.GetPluginCapabilities();
+      // A node-only driver without topology advertises nothing here.
+      assert.equal(capabilities.length, 0, JSON.stringify(capabilities));
       for (const capability of capabilities) {
         if (capability.service) assert.ok(KNOWN_PLUGIN_CAPABILITIES.has(capability.service.type), capability.service.type);
         if (capability.volume_expansion) assert.ok(['ONLINE', 'OFFLINE'].includes(capability.volume_expansion.type));
@@ -93,13 +96,18 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
     it('NodeGetCapabilities: should return appropriate capabilities', async () => {
       const { capabilities } = await csi.NodeGetCapabilities();
       for (const capability of capabilities) assert.ok(KNOWN_NODE_CAPABILITIES.has(capability.rpc?.type ?? 'UNKNOWN'), JSON.stringify(capability));
-      assert.ok(!capabilities.some((capability) => capability.rpc?.type === 'STAGE_UNSTAGE_VOLUME'), 'NodeStage is not used');
+      // What docs/node.md promises, exactly: stats with a volume condition, and no staging.
+      const types = capabilities.map((capability) => capability.rpc?.type).sort();
+      assert.deepEqual(types, ['GET_VOLUME_STATS', 'VOLUME_CONDITION']);
     });
 
     it('NodeGetInfo: should return appropriate values', async () => {
       const info = await csi.NodeGetInfo();
       assert.equal(info.node_id, 'test-node');
-      assert.ok(info.max_volumes_per_node >= 0);
+      // 0: no limit on volumes per node (the CSI spec's "not set"; a limit would make the
+      // scheduler count them).
+      assert.strictEqual(info.max_volumes_per_node, 0);
+      assert.equal(info.accessible_topology, null);
     });
 
     it('NodePublishVolume: should fail when no volume id is provided', async () => {
@@ -124,7 +132,10 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
 
     it('NodeUnpublishVolume: should succeed for a volume that was never published (idempotent)', async () => {
       const volume = await podVolume(dir);
-      await csi.NodeUnpublishVolume({ volume_id: volume.volumeId, target_path: volume.targetPath });
+      const response = await csi.NodeUnpublishVolume({ volume_id: volume.volumeId, target_path: volume.targetPath });
+      assert.deepEqual(response, {});
+      await assert.rejects(access(volume.targetPath), { code: 'ENOENT' }, 'nothing is created at the target');
+      assert.deepEqual(await mountsUnder(volume.targetPath), []);
     });
 
     it('NodeStageVolume: is not implemented (no STAGE_UNSTAGE_VOLUME)', async () => {
@@ -145,9 +156,17 @@ describe('csi-sanity: Identity and Node services of a node-only driver', () => {
       assert.ok(bytes && bytes.used >= 'hello sanity\n'.length, JSON.stringify(stats));
       assert.equal(stats.volume_condition?.abnormal, false);
 
-      await csi.NodeUnpublishVolume({ volume_id: request.volume_id, target_path: target });
+      const record = join(plugin?.stateDir ?? '', 'records', `${StateDir.recordId(request.volume_id as string, target)}.json`);
+      await access(record); // the publication is recorded
+
+      assert.deepEqual(await csi.NodeUnpublishVolume({ volume_id: request.volume_id, target_path: target }), {});
       await assert.rejects(access(target), { code: 'ENOENT' }, 'NodeUnpublish removes the target path');
-      await csi.NodeUnpublishVolume({ volume_id: request.volume_id, target_path: target });
+      await assert.rejects(access(record), { code: 'ENOENT' }, 'and the record');
+      assert.deepEqual(await mountsUnder(target), []);
+      // Again, as kubelet retries: OK, and nothing changes.
+      assert.deepEqual(await csi.NodeUnpublishVolume({ volume_id: request.volume_id, target_path: target }), {});
+      await assert.rejects(access(target), { code: 'ENOENT' });
+      assert.deepEqual(await mountsUnder(target), []);
       await expectGrpcError(csi.NodeGetVolumeStats({ volume_id: request.volume_id, volume_path: target }), grpc.status.NOT_FOUND);
     });
 

@@ -147,14 +147,30 @@ describe('small parsers and the keyed lock', () => {
   it('runs work for one key one after another, other keys alongside', async () => {
     const lock = new KeyedLock();
     const order: string[] = [];
-    const step = (name: string, ms: number) => async () => {
-      order.push(`${name}+`);
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      order.push(`${name}-`);
-    };
-    await Promise.all([lock.run(['a'], step('a1', 30)), lock.run(['a'], step('a2', 1)), lock.run(['b'], step('b1', 1))]);
-    assert.ok(order.indexOf('a1-') < order.indexOf('a2+'), order.join(' '));
-    assert.ok(order.indexOf('b1-') < order.indexOf('a1-'), order.join(' '));
+    let releaseA1!: () => void;
+    const a1Gate = new Promise<void>((resolve) => (releaseA1 = resolve));
+    let a1Started!: () => void;
+    const a1Running = new Promise<void>((resolve) => (a1Started = resolve));
+    const a1 = lock.run(['a'], async () => {
+      order.push('a1+');
+      a1Started();
+      await a1Gate;
+      order.push('a1-');
+    });
+    const a2 = lock.run(['a'], async () => {
+      order.push('a2');
+    });
+    await a1Running;
+    // Another key runs to completion while 'a' is held, and the second holder of 'a' waits.
+    await lock.run(['b'], async () => {
+      order.push('b1');
+    });
+    assert.deepEqual(order, ['a1+', 'b1']);
+    assert.equal(lock.busy('a'), true);
+    assert.equal(lock.busy('b'), false);
+    releaseA1();
+    await Promise.all([a1, a2]);
+    assert.deepEqual(order, ['a1+', 'b1', 'a1-', 'a2']);
     assert.equal(lock.busy('a'), false);
   });
 });

@@ -36,6 +36,7 @@ describe('RegistryClient under injected faults', () => {
     blobSize = layer.size;
     await client.resolveManifest(ref); // settle the scheme probe before counting
   });
+  const manifestRequests = (): number => proxy.stats.log.filter((r) => r.path.includes('/manifests/')).length;
   afterEach(() => {
     proxy.clearFaults();
     proxy.resetStats();
@@ -68,11 +69,14 @@ describe('RegistryClient under injected faults', () => {
   it('retries a connection dropped before any response', async () => {
     proxy.addFault({ kind: 'drop' }, { times: 2, match: /manifests/ });
     assert.equal((await client.resolveManifest(ref)).digest, image.digest);
+    assert.equal(manifestRequests(), 3, 'two dropped attempts, then the one that succeeded');
   });
 
   it('retries after a timeout', async () => {
     proxy.addFault({ kind: 'delay', ms: 2500 }, { match: /manifests/ });
     assert.equal((await client.resolveManifest(ref)).digest, image.digest);
+    // The server saw the attempt that timed out and the retry that answered.
+    assert.equal(manifestRequests(), 2);
   });
 
   it('resumes a blob stream dropped mid-body from the first missing byte', async () => {

@@ -46,6 +46,11 @@ export interface ProxyStats {
   log: RequestInfo[];
 }
 
+/** A fault added to the proxy: how many requests it has hit so far. */
+export interface AddedFault {
+  readonly hits: number;
+}
+
 export interface CountingProxy {
   host: string;
   url: string;
@@ -53,7 +58,7 @@ export interface CountingProxy {
   /** Body bytes served for paths containing `fragment` (e.g. a blob digest). */
   bytesFor(fragment: string): number;
   requestsFor(fragment: string): number;
-  addFault(fault: Fault, rule?: FaultRule): void;
+  addFault(fault: Fault, rule?: FaultRule): AddedFault;
   clearFaults(): void;
   resetStats(): void;
   close(): Promise<void>;
@@ -63,6 +68,7 @@ interface ActiveRule {
   fault: Fault;
   matches: (req: RequestInfo) => boolean;
   remaining: number;
+  hits: number;
 }
 
 function emptyStats(): ProxyStats {
@@ -79,6 +85,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const rule = rules.find((r) => r.remaining > 0 && r.matches(info));
     if (rule === undefined) return undefined;
     rule.remaining--;
+    rule.hits++;
     return rule.fault;
   };
 
@@ -185,7 +192,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     addFault: (fault, rule = {}) => {
       const m = rule.match;
       const matches = m === undefined ? () => true : m instanceof RegExp ? (r: RequestInfo) => m.test(`${r.method} ${r.path}`) : m;
-      rules.push({ fault, matches, remaining: rule.times ?? 1 });
+      const active: ActiveRule = { fault, matches, remaining: rule.times ?? 1, hits: 0 };
+      rules.push(active);
+      return {
+        get hits() {
+          return active.hits;
+        },
+      };
     },
     clearFaults: () => (rules = []),
     resetStats: () => (stats = emptyStats()),

@@ -7,6 +7,7 @@ import {
   type LayerCompression,
   type LayerIndex,
 } from '../../src/clipcore/compression/index.js';
+import { inflateBackend } from '../../src/clipcore/compression/raw-inflate.js';
 import { randomInt, rng, sha256 } from './compression-data.js';
 
 /** Indexes `blob` pushed in chunks of `chunkSize` (a number or a function of the chunk index). */
@@ -97,4 +98,14 @@ export async function checkRanges(
     }
   }
   return { reads: ranges.length, maxSpansPerSmallRead };
+}
+
+/**
+ * A test that names the inflate backend in use (a `# inflate backend: …` diagnostic) so that the
+ * pako re-run of a suite (compression-backends.test.ts) can check that pako really ran it.
+ */
+export function reportInflateBackend(t: { diagnostic(message: string): void }): void {
+  const { backend, detail } = inflateBackend();
+  t.diagnostic(`inflate backend: ${backend}`);
+  assert.equal(backend, process.env['CLIP_INFLATE'] === 'pako' ? 'pako' : 'zlib', detail);
 }

@@ -49,9 +49,12 @@ export async function prefetchSpans(
       if (ref === undefined) return;
       await cache.idle();
       if (bytesPerSecond > 0) {
-        const wait = nextStart - Date.now();
+        // Reserve this span's slot before waiting: workers that read `nextStart` while another
+        // waited would all start together, a burst of `concurrency` spans over the cap.
+        const start = Math.max(nextStart, Date.now());
+        nextStart = start + (1000 * ref.originLength) / bytesPerSecond;
+        const wait = start - Date.now();
         if (wait > 0) await delay(wait, undefined, { signal }).catch(() => undefined);
-        nextStart = Math.max(nextStart, Date.now()) + (1000 * ref.originLength) / bytesPerSecond;
       }
       if (signal.aborted) return;
       try {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { LATENCY_BUCKETS, METRICS } from './names.js';
+import { LATENCY_BUCKETS, METRICS, type DiskWriteFailureReason } from './names.js';
 
 /** Where a span read was served from. `origin` means every cache tier missed. */
 export type CacheTier = 'memory' | 'disk' | 'shared' | 'origin';
@@ -95,7 +95,7 @@ export class ClipMetrics {
     this.diskWrittenBytes.inc(bytes);
   }
 
-  diskWriteFailed(reason: string): void {
+  diskWriteFailed(reason: DiskWriteFailureReason): void {
     this.diskWriteFailures.inc({ reason });
   }
 

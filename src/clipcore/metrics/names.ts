@@ -6,6 +6,10 @@
 /** Latency buckets from 50 µs (a warm memory read) to 60 s (a slow registry). */
 export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** Why a disk cache write was given up: the errno of a failed write, or the cache's own reason. */
+export const DISK_WRITE_FAILURE_REASONS = ['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'lock', 'busy', 'full', 'other'] as const;
+export type DiskWriteFailureReason = (typeof DISK_WRITE_FAILURE_REASONS)[number];
+
 export const METRICS = {
   spanReads: {
     name: 'clip_span_reads_total',
@@ -74,7 +78,7 @@ export const METRICS = {
   },
   diskWriteFailures: {
     name: 'clip_disk_cache_write_failures_total',
-    help: 'Disk cache writes given up, by reason (ENOSPC, EDQUOT, EIO, lock, busy, other); reads go on uncached.',
+    help: `Disk cache writes given up, by reason (${DISK_WRITE_FAILURE_REASONS.join(', ')}); reads go on uncached.`,
     labels: ['reason'],
   },
   prefetchSpans: {
