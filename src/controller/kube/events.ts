@@ -2,7 +2,7 @@
  * Events on the objects that asked for an index, written as kube's own recorder does: core/v1
  * Events, and a repeat of one (same object, type, reason and message) within ten minutes counts up
  * the existing Event instead of adding another, so a failing image does not flood the namespace.
- * Best effort: a failure is logged, never thrown.
+ * A few writes at a time; best effort: a failure is logged, never thrown.
  */
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from '../../csi/log.js';
@@ -10,6 +10,7 @@ import type { Requester } from '../contracts.js';
 import { describeApiError } from './api-error.js';
 import { CLIP_IMAGE_API_VERSION } from './clip-image-api.js';
 import type { Health } from './health.js';
+import { Limiter } from './limiter.js';
 
 export const REPORTING_CONTROLLER = 'clip.csi.dev/controller';
 const SOURCE_COMPONENT = 'clip-csi-controller';
@@ -18,6 +19,8 @@ const REMEMBERED = 4096;
 /** Where kube puts the events of cluster-scoped objects. */
 const CLUSTER_EVENT_NAMESPACE = 'default';
 const MAX_MESSAGE = 1024;
+/** Writes at once: a new leader reporting on 50,000 pending pods queues them, not 50,000 requests. */
+const CONCURRENT_WRITES = 4;
 
 const API_VERSIONS: Record<Requester['kind'], string> = {
   Pod: 'v1',
@@ -33,6 +36,7 @@ interface Recorded {
 export class EventRecorder {
   /** Insertion-ordered: the oldest are forgotten first. */
   private readonly recent = new Map<string, Recorded>();
+  private readonly limiter = new Limiter(CONCURRENT_WRITES);
 
   constructor(
     private readonly core: CoreV1Api,
@@ -41,7 +45,11 @@ export class EventRecorder {
     private readonly health: Health,
   ) {}
 
-  async record(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+  record(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    return this.limiter.run(() => this.write(requester, type, reason, message));
+  }
+
+  private async write(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const text = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
     const key = `${requester.uid}\u0000${type}\u0000${reason}\u0000${text}`;
     const namespace = requester.namespace ?? CLUSTER_EVENT_NAMESPACE;
