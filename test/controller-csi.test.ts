@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +25,7 @@ import { pushImage, pushImageDetailed, pushIndex } from './harness/image-builder
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { startS3, type S3Handle } from './harness/s3.js';
 import { buildTarLayer } from './harness/tar-layer.js';
+import { freePort } from './harness/free-port.js';
 
 const BUCKET = 'clip-controller-csi';
 
@@ -238,6 +239,28 @@ describe('clip controller: the CSI Controller service', () => {
       const left = await mountsUnder(nodeDir);
       await cleanupPluginDir(nodeDir);
       assert.deepEqual(left, []);
+    }
+  });
+
+  it('not ready while S3 does not answer (/readyz and Probe say why); SIGTERM stops it cleanly', async () => {
+    const downDir = await mkdtemp(join(tmpdir(), 'ctl-down-'));
+    const down = await startControllerProcess(downDir, ['--no-kubernetes', '--s3-bucket', BUCKET, '--s3-endpoint', `http://127.0.0.1:${await freePort()}`], s3.env);
+    const client = await connectController(down.socketPath);
+    try {
+      const ready = await httpGet(down.metricsAddress, '/readyz');
+      assert.equal(ready.status, 503);
+      assert.match(ready.body, new RegExp(`S3 bucket s3://${BUCKET} does not answer`));
+      assert.equal((await client.Probe()).ready?.value, false);
+      assert.equal((await httpGet(down.metricsAddress, '/healthz')).status, 200);
+      assert.equal((await httpGet(controller.metricsAddress, '/readyz')).status, 200, 'the other one, with S3, is ready');
+      client.close();
+      assert.equal(await down.stop(), 0, 'exit code after SIGTERM');
+      assert.ok(down.logs().some((line) => line.msg === 'stopped'));
+      await assert.rejects(access(down.socketPath), 'the socket is removed');
+    } finally {
+      client.close();
+      await down.stop();
+      await rm(downDir, { recursive: true, force: true });
     }
   });
 });

@@ -24,7 +24,8 @@ import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { startS3, type S3Handle } from './harness/s3.js';
 import { buildTarLayer } from './harness/tar-layer.js';
 
-const BUCKET = 'clip-controller-index';
+// "bucket" in the name: a missing object must not be taken for a missing bucket.
+const BUCKET = 'clip-controller-index-bucket';
 
 interface LogLine {
   level: string;
@@ -118,7 +119,7 @@ describe('controller: the index queue', () => {
     );
   }
 
-  it('keeps a marker next to the index while indexing (refreshed, with progress) and removes it after', async () => {
+  it('keeps a marker next to the index while indexing (refreshed, with progress) and removes it after; another replica waits for that index', async () => {
     const { ref, digest, layer } = image('marker');
     const key = imageKeyOf(digest, 'linux/amd64');
     // Slow layer: the job outlives a couple of marker refreshes (every 5 s).
@@ -134,10 +135,19 @@ describe('controller: the index queue', () => {
     assert.equal(refreshed.startedAt, first.startedAt);
     assert.ok(Date.parse(refreshed.expiresAt) > Date.parse(first.expiresAt));
     assert.match(refreshed.progress ?? '', /^indexing: \d+ % of [\d,]+ compressed bytes, \d+\/1 layers$/);
+    // Another replica asked for the same image meanwhile: it waits for this one's index.
+    const other = makeQueue('controller/replica-b');
+    other.queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('marker-b') });
+    await until(() => {
+      const seen = other.queue.outcomeOf('marker-b');
+      return seen?.state === 'Indexing' && seen.progress.startsWith('being indexed by controller/replica-a') ? true : undefined;
+    }, 'the other replica waiting on the marker');
     const outcome = await final('marker');
     assert.equal(outcome.state, 'Indexed');
     assert.equal(await readMarker(key), undefined, 'the marker is removed');
     assert.ok(await indexExists(key));
+    assert.equal((await other.final('marker-b')).state, 'Indexed');
+    assert.equal(other.lines.filter((line) => line.msg === 'indexing image').length, 0, 'the other replica did not index it too');
   });
 
   it('two requests for one image make one job; each requester is told Indexing, then Indexed, once', async () => {

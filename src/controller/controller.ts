@@ -6,7 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describeError, formatPlatform, hostPlatform, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
+import { describeError, formatPlatform, hostPlatform, releaseFreeMemory, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
 import { startHealthServer, type HealthServer } from '../csi/http-server.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
@@ -52,6 +52,13 @@ export interface ClusterSide extends ClusterView {
   stop(): Promise<void>;
   readiness(): { ready: boolean; reasons: string[] };
 }
+
+/**
+ * How often malloc's free pages are handed back. After each job the indexer does it once, but the
+ * layer workers end only some seconds later (idle timeout), and their arenas stay resident until
+ * the next call.
+ */
+const RELEASE_FREE_MEMORY_MS = 15_000;
 
 export interface Controller {
   readonly socketPath: string;
@@ -135,6 +142,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     throw err;
   }
   const csi = server;
+  const memoryTimer = setInterval(() => releaseFreeMemory(), RELEASE_FREE_MEMORY_MS).unref();
   log('info', 'controller started', {
     driver: options.driverName,
     version: options.version,
@@ -152,6 +160,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     readiness,
     stop() {
       stopped ??= (async () => {
+        clearInterval(memoryTimer);
         await csi.stop();
         await cluster.stop().catch((err: unknown) => log('warn', 'stopping the Kubernetes side failed', { error: describeError(err) }));
         indexQueue.close();

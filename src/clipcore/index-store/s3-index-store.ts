@@ -109,7 +109,7 @@ export class S3IndexStore {
       return parseMarker(body);
     } catch (err) {
       const mapped = s3Error(err, 'reading', connection.describe({ bucket: this.settings.bucket, key }));
-      if (mapped.code === 'NOT_FOUND' && !/bucket/.test(mapped.message)) return undefined;
+      if (isMissingKey(mapped)) return undefined;
       throw mapped;
     }
   }
@@ -171,7 +171,11 @@ export class S3IndexStore {
   }
 }
 
-/** NOT_FOUND of the object itself (a missing bucket is a configuration error, thrown). */
+/**
+ * NOT_FOUND of the object itself (a missing bucket is a configuration error, thrown). Told apart by
+ * the reason the S3 layer gives ("no such object"), not by the word "bucket", which may well be in
+ * the bucket's name.
+ */
 function isMissingKey(err: unknown): boolean {
-  return err instanceof ClipError && err.code === 'NOT_FOUND' && !/bucket/.test(err.message);
+  return err instanceof ClipError && err.code === 'NOT_FOUND' && /: no such object\b/.test(err.message);
 }
