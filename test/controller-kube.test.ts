@@ -159,7 +159,7 @@ describe('against the test API server', () => {
   });
 
   it('a repeated event counts up one Event, as kube\'s recorder does; a cluster-scoped object\'s goes to default', async () => {
-    const recorder = new EventRecorder(core, 'replica-1', silentLogger, new Health(silentLogger));
+    const recorder = new EventRecorder(core, 'replica-1', new Health(silentLogger));
     const requester: Requester = { kind: 'Pod', namespace: 'team', name: 'web', uid: 'uid-web', revision: '1' };
     await recorder.record(requester, 'Warning', 'IndexFailed', 'NotFound: cannot index r/x:1');
     await recorder.record(requester, 'Warning', 'IndexFailed', 'NotFound: cannot index r/x:1');

@@ -5,9 +5,7 @@
  * A few writes at a time; best effort: a failure is logged, never thrown.
  */
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
-import type { Logger } from '../../csi/log.js';
 import type { Requester } from '../contracts.js';
-import { describeApiError } from './api-error.js';
 import { CLIP_IMAGE_API_VERSION } from './clip-image-api.js';
 import type { Health } from './health.js';
 import { Limiter } from './limiter.js';
@@ -41,7 +39,6 @@ export class EventRecorder {
   constructor(
     private readonly core: CoreV1Api,
     private readonly identity: string,
-    private readonly log: Logger,
     private readonly health: Health,
   ) {}
 
@@ -88,8 +85,7 @@ export class EventRecorder {
       this.remember(key, await this.core.createNamespacedEvent({ namespace, body }));
       this.health.clear('create events');
     } catch (err) {
-      this.health.failed('create events', { verb: 'create', resource: 'events', namespace }, err);
-      this.log('debug', 'event not recorded', { reason, kind: requester.kind, name: requester.name, error: describeApiError(err) });
+      this.health.refused('create events', { verb: 'create', resource: 'events', namespace }, err);
     }
   }
 
