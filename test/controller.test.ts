@@ -167,32 +167,36 @@ describe('clip controller: the Kubernetes side', () => {
       assert.equal(indexed.instance, 'solo');
       assert.ok(await inS3(imageKeyOf(app.digest, 'linux/amd64')));
 
+      // A node on which the pod lands: it finds the index in S3 and mounts without indexing.
       const nodeDir = await makePluginDir('ctl-kube-node-');
       const plugin = await startPlugin(nodeDir, ['--image-grace-seconds', '0', '--s3-bucket', BUCKET, '--s3-endpoint', s3.endpoint], { env: s3.env });
       const node = await connectCsi(plugin.socketPath);
+      const volume = await podVolume(nodeDir);
+      const publish = {
+        volume_id: 'csi-first',
+        target_path: volume.targetPath,
+        volume_capability: MOUNT_CAPABILITY('SINGLE_NODE_WRITER'),
+        readonly: true,
+        volume_context: ephemeralContext(app.image, { name: 'first', uid: String((pod['metadata'] as JsonObject)['uid']) }),
+        secrets: pullSecret,
+      };
+      let left: string[] = [];
       try {
-        const volume = await podVolume(nodeDir);
-        const metadata = pod['metadata'] as JsonObject;
-        await node.NodePublishVolume({
-          volume_id: 'csi-first',
-          target_path: volume.targetPath,
-          volume_capability: MOUNT_CAPABILITY('SINGLE_NODE_WRITER'),
-          readonly: true,
-          volume_context: ephemeralContext(app.image, { name: 'first', uid: String(metadata['uid']) }),
-          secrets: pullSecret,
-        });
+        await node.NodePublishVolume(publish);
         assert.equal(await readFile(join(volume.targetPath, 'hello.txt'), 'utf8'), 'content of apps/first\n');
-        const metrics = (await httpGet(plugin.metricsAddress, '/metrics')).body;
-        assert.equal(metricValue(metrics, 'clip_csi_index_source_total', { source: 's3' }), 1);
-        assert.equal(metricValue(metrics, 'clip_csi_index_source_total', { source: 'indexed' }), 0);
-        await node.NodeUnpublishVolume({ volume_id: 'csi-first', target_path: volume.targetPath });
+        const mounted = plugin.logs().find((line) => line.msg === 'image mounted');
+        assert.equal(mounted?.['index_source'], 's3');
+        const scraped = (await httpGet(plugin.metricsAddress, '/metrics')).body;
+        const sources = (source: string): number | undefined => metricValue(scraped, 'clip_csi_index_source_total', { source });
+        assert.deepEqual([sources('s3'), sources('indexed')], [1, 0]);
       } finally {
+        await node.NodeUnpublishVolume({ volume_id: publish.volume_id, target_path: publish.target_path }).catch(() => undefined);
         node.close();
         await plugin.stop();
-        const left = await mountsUnder(nodeDir);
+        left = await mountsUnder(nodeDir);
         await cleanupPluginDir(nodeDir);
-        assert.deepEqual(left, []);
       }
+      assert.deepEqual(left, [], 'no mount left behind');
     });
 
     it('two pods with one image → one job; without the pull secret → Unauthorized; a missing image → one Warning event and no retry storm', async () => {

@@ -2,14 +2,13 @@
  * Events on the objects that asked for an index, written as kube's own recorder does: core/v1
  * Events, and a repeat of one (same object, type, reason and message) within ten minutes counts up
  * the existing Event instead of adding another, so a failing image does not flood the namespace.
- * Best effort: a failure is logged, never thrown.
+ * A few writes at a time; best effort: a failure is logged, never thrown.
  */
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
-import type { Logger } from '../../csi/log.js';
 import type { Requester } from '../contracts.js';
-import { describeApiError } from './api-error.js';
 import { CLIP_IMAGE_API_VERSION } from './clip-image-api.js';
 import type { Health } from './health.js';
+import { Limiter } from './limiter.js';
 
 export const REPORTING_CONTROLLER = 'clip.csi.dev/controller';
 const SOURCE_COMPONENT = 'clip-csi-controller';
@@ -18,6 +17,8 @@ const REMEMBERED = 4096;
 /** Where kube puts the events of cluster-scoped objects. */
 const CLUSTER_EVENT_NAMESPACE = 'default';
 const MAX_MESSAGE = 1024;
+/** Writes at once: a new leader reporting on 50,000 pending pods queues them, not 50,000 requests. */
+const CONCURRENT_WRITES = 4;
 
 const API_VERSIONS: Record<Requester['kind'], string> = {
   Pod: 'v1',
@@ -33,15 +34,19 @@ interface Recorded {
 export class EventRecorder {
   /** Insertion-ordered: the oldest are forgotten first. */
   private readonly recent = new Map<string, Recorded>();
+  private readonly limiter = new Limiter(CONCURRENT_WRITES);
 
   constructor(
     private readonly core: CoreV1Api,
     private readonly identity: string,
-    private readonly log: Logger,
     private readonly health: Health,
   ) {}
 
-  async record(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+  record(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    return this.limiter.run(() => this.write(requester, type, reason, message));
+  }
+
+  private async write(requester: Requester, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const text = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
     const key = `${requester.uid}\u0000${type}\u0000${reason}\u0000${text}`;
     const namespace = requester.namespace ?? CLUSTER_EVENT_NAMESPACE;
@@ -80,8 +85,7 @@ export class EventRecorder {
       this.remember(key, await this.core.createNamespacedEvent({ namespace, body }));
       this.health.clear('create events');
     } catch (err) {
-      this.health.failed('create events', { verb: 'create', resource: 'events', namespace }, err);
-      this.log('debug', 'event not recorded', { reason, kind: requester.kind, name: requester.name, error: describeApiError(err) });
+      this.health.refused('create events', { verb: 'create', resource: 'events', namespace }, err);
     }
   }
 
