@@ -107,6 +107,10 @@ export async function scenario8(cluster: Cluster, runSeconds: number): Promise<S
   // Every target was scraped: both node plugins and the controller.
   const up = await prometheus.query('count by (job) (up == 1)');
   assert.deepEqual(Object.fromEntries((up.data?.result ?? []).map((r) => [r.metric['job'], r.value[1]])), { 'clip-csi-node': '2', 'clip-csi-controller': '1' });
+  // Throughout the run: every scrape of the controller and of node B worked (node A was down in scenario 7).
+  const nodeB = cluster.nodes[1]!.options.metricsAddress;
+  const gaps = await prometheus.query(`min_over_time(up{job="clip-csi-controller"}[${window}]) < 1 or min_over_time(up{instance="${nodeB}"}[${window}]) < 1`);
+  assert.equal(gaps.data?.result.length, 0, `scrapes failed: ${JSON.stringify(gaps.data?.result)}`);
   const dashboard = await chartDashboard();
   let queries = 0;
   for (const panel of dashboard.panels) {
