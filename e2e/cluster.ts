@@ -32,7 +32,7 @@ const NONROOT = { uid: 65532, gid: 65532 };
 export const NODE_NAMES = ['node-a', 'node-b'] as const;
 
 /** Undo steps, run last-in first-out; every one runs even when an earlier one fails. */
-class Teardown {
+export class Teardown {
   private steps: Array<{ what: string; undo: () => Promise<unknown> }> = [];
   add(what: string, undo: () => Promise<unknown>): void {
     this.steps.push({ what, undo });
@@ -78,8 +78,8 @@ function dockerConfigSecret(name: string, host: string, user: string, password: 
   return { metadata: { name, namespace: 'default' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(config).toString('base64') } };
 }
 
-export async function startCluster(log: (line: string) => void): Promise<Cluster> {
-  const teardown = new Teardown();
+/** Starts everything; what was started is undone by `teardown` (on a setup failure, before the error is thrown). */
+export async function startCluster(log: (line: string) => void, teardown: Teardown): Promise<Cluster> {
   const timings: Array<[string, number]> = [];
   const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();

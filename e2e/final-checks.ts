@@ -24,8 +24,11 @@ export async function mountsUnder(prefix: string): Promise<string[]> {
   return (await readMountTable()).map((entry) => entry.mountPoint).filter((point) => point === prefix || point.startsWith(`${prefix}/`));
 }
 
-/** Processes whose command line names `root` (containerd, shims, clip in containers), or children of this process. */
-export async function processesLeft(root: string): Promise<string[]> {
+/**
+ * Processes whose command line names one of `dirs` (the run's directory: clip in its containers;
+ * containerd's: containerd and its shims), or children of this process (the services).
+ */
+export async function processesLeft(dirs: readonly string[]): Promise<string[]> {
   const left: string[] = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
@@ -34,7 +37,7 @@ export async function processesLeft(root: string): Promise<string[]> {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const zombie = fields[0] === 'Z';
     const child = Number(fields[1]) === process.pid;
-    if (!zombie && (cmdline.includes(root) || child)) left.push(`${pid}: ${cmdline.slice(0, 200)}`);
+    if (!zombie && (dirs.some((dir) => cmdline.includes(dir)) || child)) left.push(`${pid}: ${cmdline.slice(0, 200)}`);
   }
   return left;
 }

@@ -29,7 +29,7 @@ export const DRIVER = 'clip.csi.dev';
 const NAMESPACE = 'default';
 const PUBLISH_RETRY_MS = 60_000;
 /** Kubelet retries a failed mount with exponential backoff from 500 ms; the stand-in gives up after these. */
-const FAILED_PUBLISH_ATTEMPTS = 4;
+export const FAILED_PUBLISH_ATTEMPTS = 4;
 
 /** The pod's one CSI volume: inline (an image), or a PersistentVolume the controller made. */
 export type PodVolumeSpec =

@@ -6,7 +6,8 @@
  * Needs root (containerd, mounts) and the packages of scripts/setup.sh; run `npm run build` first
  * (`npm run e2e` does).
  */
-import { startCluster, type Cluster } from './cluster.js';
+import { dirname } from 'node:path';
+import { startCluster, Teardown, type Cluster } from './cluster.js';
 import { mountsUnder, processesLeft, unexpectedRegistryRequests, unexpectedStatuses } from './final-checks.js';
 import { scenario6, scenario7, scenario8 } from './scenarios-faults.js';
 import { scenario1, scenario2, scenario3, scenario4, scenario5, type RunState, type ScenarioResult } from './scenarios-volumes.js';
@@ -68,8 +69,16 @@ async function main(): Promise<number> {
   const started = performance.now();
   const failures: string[] = [];
   let cluster: Cluster | undefined;
+  const teardown = new Teardown();
+  // Interrupted (Ctrl-C, CI's timeout): tear down what was started before going.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`e2e: ${signal}, tearing down`);
+      void teardown.run().finally(() => process.exit(130));
+    });
+  }
   try {
-    cluster = await startCluster(log);
+    cluster = await startCluster(log, teardown);
     log(`e2e setup: ${((performance.now() - started) / 1000).toFixed(1)} s (${cluster.timings.map(([what, s]) => `${what} ${s.toFixed(1)} s`).join('; ')})`);
     failures.push(...(await runScenarios(cluster, started)));
     const requests = unexpectedRegistryRequests(cluster.proxy.stats.log, cluster.images);
@@ -82,6 +91,7 @@ async function main(): Promise<number> {
   } finally {
     if (cluster) {
       const root = cluster.root;
+      const containerdDir = dirname(cluster.containerd.address);
       if (failures.length > 0) {
         log(`--- controller output (last 6000 characters) ---\n${cluster.controller.task.output().slice(-6000)}`);
         for (const node of cluster.nodes) log(`--- ${node.name} output (last 6000 characters) ---\n${node.output().slice(-6000)}`);
@@ -89,7 +99,7 @@ async function main(): Promise<number> {
       const errors = await cluster.stop();
       failures.push(...errors.map((error) => `teardown: ${error}`));
       const mounts = await mountsUnder(root);
-      const processes = await processesLeft(root);
+      const processes = await processesLeft([root, containerdDir]);
       if (mounts.length > 0) failures.push(`mounts left: ${mounts.join(', ')}`);
       if (processes.length > 0) failures.push(`processes left: ${processes.join('; ')}`);
       log(`e2e teardown: ${mounts.length} mounts and ${processes.length} processes left under ${root}`);

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import { StateDir } from '../src/node/state.js';
 import { createVolumeUntilDone, MOUNT_CAPABILITY } from '../test/helpers/csi-client.js';
+import { metricValue } from '../test/helpers/csi-plugin.js';
 import type { Cluster } from './cluster.js';
-import type { Kubelet, Pod } from './kubelet.js';
+import { FAILED_PUBLISH_ATTEMPTS, type Kubelet, type Pod } from './kubelet.js';
 import { eventsAbout, firstReadMs, hostTreeListing, indexInS3, indexSource, inPod, TREE_LISTING, waitFor } from './probes.js';
 
 /** What a scenario reports on its line. */
@@ -169,11 +170,14 @@ export async function scenario5(cluster: Cluster): Promise<ScenarioResult> {
     error = err as grpc.ServiceError;
   }
   assert.equal(error?.code, grpc.status.UNAUTHENTICATED, `a wrong secret: ${error?.message ?? 'the publish succeeded'}`);
+  const refused = metricValue(await kubelet.plugin.metrics(), 'clip_csi_calls_total', { method: 'NodePublishVolume', code: 'UNAUTHENTICATED' });
+  assert.equal(refused, FAILED_PUBLISH_ATTEMPTS, 'every attempt of the kubelet stand-in was refused');
   const warning = await waitFor(
     'a Warning event on the pod',
     () => eventsAbout(cluster, 's5-wrong-secret').find((event) => event.type === 'Warning'),
     (event) => event !== undefined,
   );
+  assert.match(`${warning?.reason} ${warning?.message}`, /^IndexFailed Unauthorized: /, 'the event says the credentials were refused');
   // Kubelet removes the pod's directory once the pod is gone.
   await rm(join(kubelet.plugin.kubeletDir, 'pods', uid), { recursive: true });
   cluster.api.delete('pods', 's5-wrong-secret', 'default');
@@ -182,5 +186,5 @@ export async function scenario5(cluster: Cluster): Promise<ScenarioResult> {
   const firstRead = await firstReadMs(kubelet, pod, 'usr/share/zoneinfo/UTC');
   assert.equal((await inPod(kubelet, pod, 'head -c 4 /data/usr/share/zoneinfo/UTC')), 'TZif');
   await kubelet.deletePod(pod);
-  return { publishMs: pod.publishMs, firstReadMs: firstRead, details: `wrong secret: UNAUTHENTICATED and Warning ${warning?.reason} (${warning?.component}); right secret: read` };
+  return { publishMs: pod.publishMs, firstReadMs: firstRead, details: `wrong secret: UNAUTHENTICATED ×${refused} (kubelet's retries) and Warning ${warning?.reason} "${warning?.message.split(':')[0]}" from ${warning?.component}; right secret: read` };
 }
