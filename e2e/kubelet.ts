@@ -128,10 +128,11 @@ export class Kubelet {
 
   /**
    * Runs a pod: its object (unless `existing` is given), the publish, then its container (a
-   * long-running `sleep`, in which `exec` runs the pod's commands). A publish error is thrown as is
-   * (a gRPC error), after the target directory kubelet made is left as kubelet leaves it.
+   * long-running `sleep`, in which `exec` runs the pod's commands). A publish that failed
+   * `failedAttempts` times throws its gRPC error; the target directory kubelet made stays, as
+   * kubelet leaves it until the pod goes.
    */
-  async runPod(name: string, volume: PodVolumeSpec, existing?: JsonObject): Promise<Pod> {
+  async runPod(name: string, volume: PodVolumeSpec, existing?: JsonObject, failedAttempts = FAILED_PUBLISH_ATTEMPTS): Promise<Pod> {
     const object = existing ?? this.createPodObject(name, volume);
     const uid = (object['metadata'] as { uid: string }).uid;
     const { volumeId, targetPath, request } = await this.publishRequest(object, volume);
@@ -145,7 +146,7 @@ export class Kubelet {
       } catch (err) {
         const pending = (err as grpc.ServiceError).code === grpc.status.ABORTED;
         if (!pending) failures++;
-        if (Date.now() > deadline || failures >= FAILED_PUBLISH_ATTEMPTS) throw err;
+        if (Date.now() > deadline || failures >= failedAttempts) throw err;
         await delay(pending ? 200 : 500 * 2 ** (failures - 1));
       }
     }

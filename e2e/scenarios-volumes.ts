@@ -161,17 +161,23 @@ export async function scenario5(cluster: Cluster): Promise<ScenarioResult> {
   const kubelet = cluster.kubelets[0]!;
   const image = cluster.images.zoneinfo;
   // A wrong pull secret: the publish is refused, and the controller says why on the pod.
-  let error: grpc.ServiceError | undefined;
-  const wrong = kubelet.createPodObject('s5-wrong-secret', { kind: 'inline', image: image.ref, readOnly: true, secretName: cluster.secrets.wrong });
+  const wrongVolume = { kind: 'inline' as const, image: image.ref, readOnly: true, secretName: cluster.secrets.wrong };
+  const wrong = kubelet.createPodObject('s5-wrong-secret', wrongVolume);
   const uid = (wrong['metadata'] as { uid: string }).uid;
-  try {
-    await kubelet.runPod('s5-wrong-secret', { kind: 'inline', image: image.ref, readOnly: true, secretName: cluster.secrets.wrong }, wrong);
-  } catch (err) {
-    error = err as grpc.ServiceError;
-  }
-  assert.equal(error?.code, grpc.status.UNAUTHENTICATED, `a wrong secret: ${error?.message ?? 'the publish succeeded'}`);
+  const refusedPublish = async (attempts: number): Promise<void> => {
+    const error = await kubelet.runPod('s5-wrong-secret', wrongVolume, wrong, attempts).then(
+      () => undefined,
+      (err: grpc.ServiceError) => err,
+    );
+    assert.equal(error?.code, grpc.status.UNAUTHENTICATED, `a wrong secret: ${error?.message ?? 'the publish succeeded'}`);
+  };
+  await refusedPublish(FAILED_PUBLISH_ATTEMPTS);
+  // Kubelet goes on retrying while the pod exists: one more attempt once Prometheus has seen the
+  // first ones, so that the rate of refusals shows there (a counter's first sample has no rate).
+  await waitFor('Prometheus scraped the refused publishes', () => cluster.prometheus.query(`clip_csi_calls_total{code="UNAUTHENTICATED", instance="${kubelet.plugin.options.metricsAddress}"}`), (result) => (result.data?.result.length ?? 0) > 0);
+  await refusedPublish(1);
   const refused = metricValue(await kubelet.plugin.metrics(), 'clip_csi_calls_total', { method: 'NodePublishVolume', code: 'UNAUTHENTICATED' });
-  assert.equal(refused, FAILED_PUBLISH_ATTEMPTS, 'every attempt of the kubelet stand-in was refused');
+  assert.equal(refused, FAILED_PUBLISH_ATTEMPTS + 1, 'every attempt of the kubelet stand-in was refused');
   const warning = await waitFor(
     'a Warning event on the pod',
     () => eventsAbout(cluster, 's5-wrong-secret').find((event) => event.type === 'Warning'),
