@@ -30,6 +30,8 @@ export const BUCKET = 'clip-e2e';
 const CONTROLLER_SA = { name: 'clip-csi-controller', namespace: 'kube-system' };
 const NONROOT = { uid: 65532, gid: 65532 };
 export const NODE_NAMES = ['node-a', 'node-b'] as const;
+/** The password of the `wrongcred` secret. */
+export const WRONG_PASSWORD = 'not-the-password-7c1e';
 
 /** Undo steps, run last-in first-out; every one runs even when an earlier one fails. */
 export class Teardown {
@@ -120,7 +122,7 @@ export async function startCluster(log: (line: string) => void, teardown: Teardo
     api.create('serviceaccounts', { metadata: { name: 'default', namespace: 'default' } });
     const secrets = { good: 'regcred', wrong: 'wrongcred' };
     api.create('secrets', dockerConfigSecret(secrets.good, proxy.host, registry.username ?? '', registry.password ?? ''));
-    api.create('secrets', dockerConfigSecret(secrets.wrong, proxy.host, registry.username ?? '', 'not-the-password'));
+    api.create('secrets', dockerConfigSecret(secrets.wrong, proxy.host, registry.username ?? '', WRONG_PASSWORD));
 
     const [controllerPort, ...nodePorts] = await Promise.all([freePort(), ...NODE_NAMES.map(() => freePort())]);
     const s3Flags = ['--s3-bucket', BUCKET, '--s3-endpoint', s3.endpoint, '--s3-path-style'];

@@ -20,6 +20,15 @@ export function unexpectedStatuses(statuses: ReadonlyMap<number, number>): strin
   return [...statuses].filter(([status]) => ![200, 206, 401].includes(status)).map(([status, count]) => `${status} ×${count}`);
 }
 
+/** Which of `secrets` appear in `logs` (by name): credentials must never be logged. */
+export function secretsIn(logs: Readonly<Record<string, string>>, secrets: Readonly<Record<string, string>>): string[] {
+  return Object.entries(logs).flatMap(([source, text]) =>
+    Object.entries(secrets)
+      .filter(([, value]) => value.length > 0 && text.includes(value))
+      .map(([name]) => `${name} in ${source}'s log`),
+  );
+}
+
 export async function mountsUnder(prefix: string): Promise<string[]> {
   return (await readMountTable()).map((entry) => entry.mountPoint).filter((point) => point === prefix || point.startsWith(`${prefix}/`));
 }

@@ -7,8 +7,8 @@
  * (`npm run e2e` does).
  */
 import { dirname } from 'node:path';
-import { startCluster, Teardown, type Cluster } from './cluster.js';
-import { mountsUnder, processesLeft, unexpectedRegistryRequests, unexpectedStatuses } from './final-checks.js';
+import { startCluster, Teardown, WRONG_PASSWORD, type Cluster } from './cluster.js';
+import { mountsUnder, processesLeft, secretsIn, unexpectedRegistryRequests, unexpectedStatuses } from './final-checks.js';
 import { scenario6, scenario7, scenario8 } from './scenarios-faults.js';
 import { scenario1, scenario2, scenario3, scenario4, scenario5, type RunState, type ScenarioResult } from './scenarios-volumes.js';
 
@@ -84,6 +84,18 @@ async function main(): Promise<number> {
     const requests = unexpectedRegistryRequests(cluster.proxy.stats.log, cluster.images);
     const statuses = unexpectedStatuses(cluster.proxy.stats.statuses);
     if (requests.length + statuses.length > 0) failures.push(`registry log: unexpected requests ${requests.slice(0, 20).join(', ')}; statuses ${statuses.join(', ')}`);
+    const { registry, s3 } = cluster;
+    const leaked = secretsIn(
+      { controller: cluster.controller.task.output(), ...Object.fromEntries(cluster.nodes.map((node) => [node.name, node.output()])) },
+      {
+        'the registry password': registry.password ?? '',
+        'the registry basic auth': Buffer.from(`${registry.username}:${registry.password}`).toString('base64'),
+        "the wrong secret's password": WRONG_PASSWORD,
+        'the S3 secret key': s3.credentials.secretAccessKey,
+      },
+    );
+    if (leaked.length > 0) failures.push(`credentials logged: ${leaked.join(', ')}`);
+    log(`e2e logs: ${leaked.length} credentials found in the controller's and node plugins' logs`);
     log(`e2e registry log: ${cluster.proxy.stats.log.length} requests, ${requests.length} unexpected; statuses ${[...cluster.proxy.stats.statuses].map(([s, n]) => `${s} ×${n}`).join(', ')}`);
   } catch (error) {
     failures.push(`setup: ${describe(error)}`);
