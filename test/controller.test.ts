@@ -298,7 +298,8 @@ describe('clip controller: the Kubernetes side', () => {
         metricValue((await httpGet(replica.metricsAddress, '/metrics')).body, 'clip_controller_leader');
       await until('the leader reporting itself', async () => (await leaderMetric(leader)) === 1);
       assert.equal(await leaderMetric(follower), 0);
-      assert.equal((await httpGet(follower.metricsAddress, '/readyz')).status, 200);
+      // A follower is ready once the API answers it (the Lease read, the Nodes listed).
+      await until('the follower ready', async () => (await httpGet(follower.metricsAddress, '/readyz')).status === 200);
       assert.ok(!follower.logs().some((line) => line.msg === 'pods: listed'), 'a follower does not watch pods');
 
       const failover = image('apps/failover');
@@ -309,11 +310,12 @@ describe('clip controller: the Kubernetes side', () => {
       await leader.kill9();
       // The other replica takes the Lease once it has seen it unrenewed for its duration (15 s),
       // then finishes the work (after the dead leader's S3 marker goes stale).
-      await follower.waitForLog((line) => line.msg === 'became leader', 40_000);
-      assert.equal(lease()?.['holderIdentity'], follower === replicas[0] ? 'replica-a' : 'replica-b');
-      assert.equal(lease()?.['leaseTransitions'], 1);
+      const followerName = follower === replicas[0] ? 'replica-a' : 'replica-b';
+      await until('the other replica holding the Lease', () => lease()?.['holderIdentity'] === followerName, 40_000);
+      await until('the other replica leading', async () => (await leaderMetric(follower)) === 1);
+      assert.ok(Number(lease()?.['leaseTransitions']) >= 1);
       const indexed = await eventOf('failover', 'Indexed', 150_000);
-      assert.equal(indexed.instance, follower === replicas[0] ? 'replica-a' : 'replica-b');
+      assert.equal(indexed.instance, followerName);
       assert.ok(await inS3(imageKeyOf(failover.digest, 'linux/amd64')));
     } finally {
       for (const replica of replicas) await replica.stop();

@@ -26,8 +26,11 @@ const API_VERSIONS: Record<Requester['kind'], string> = {
   ClipImage: CLIP_IMAGE_API_VERSION,
 };
 
+/** What is kept of a recent Event: enough to count it up, not the object. */
 interface Recorded {
-  event: CoreV1Event;
+  name: string;
+  count: number;
+  first: Date;
   at: number;
 }
 
@@ -51,46 +54,52 @@ export class EventRecorder {
     const key = `${requester.uid}\u0000${type}\u0000${reason}\u0000${text}`;
     const namespace = requester.namespace ?? CLUSTER_EVENT_NAMESPACE;
     const now = new Date();
+    const event = (recorded: Recorded): CoreV1Event => ({
+      metadata: { name: recorded.name, namespace },
+      involvedObject: {
+        apiVersion: API_VERSIONS[requester.kind],
+        kind: requester.kind,
+        name: requester.name,
+        uid: requester.uid,
+        ...(requester.namespace && { namespace: requester.namespace }),
+      },
+      type,
+      reason,
+      message: text,
+      count: recorded.count,
+      firstTimestamp: recorded.first,
+      lastTimestamp: now,
+      source: { component: SOURCE_COMPONENT },
+      reportingComponent: REPORTING_CONTROLLER,
+      reportingInstance: this.identity,
+    });
     try {
       const repeated = this.recent.get(key);
       this.recent.delete(key);
       if (repeated && now.getTime() - repeated.at < REPEAT_WINDOW_MS) {
-        const event = { ...repeated.event, count: (repeated.event.count ?? 1) + 1, lastTimestamp: now };
-        const written = await this.core.replaceNamespacedEvent({ namespace, name: event.metadata.name ?? '', body: event }).catch(() => undefined);
+        const counted = { ...repeated, count: repeated.count + 1, at: now.getTime() };
+        // Events take unconditional updates (no resourceVersion), as kube's recorder relies on.
+        const written = await this.core.replaceNamespacedEvent({ namespace, name: counted.name, body: event(counted) }).then(
+          () => true,
+          () => false,
+        );
         if (written) {
-          this.remember(key, written);
+          this.remember(key, counted);
           return;
         }
-        // Gone or changed meanwhile: start a new one.
+        // Gone meanwhile: start a new one.
       }
-      const body: CoreV1Event = {
-        metadata: { name: `${requester.name}.${(now.getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`, namespace },
-        involvedObject: {
-          apiVersion: API_VERSIONS[requester.kind],
-          kind: requester.kind,
-          name: requester.name,
-          uid: requester.uid,
-          ...(requester.namespace && { namespace: requester.namespace }),
-        },
-        type,
-        reason,
-        message: text,
-        count: 1,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        source: { component: SOURCE_COMPONENT },
-        reportingComponent: REPORTING_CONTROLLER,
-        reportingInstance: this.identity,
-      };
-      this.remember(key, await this.core.createNamespacedEvent({ namespace, body }));
+      const fresh: Recorded = { name: `${requester.name}.${(now.getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`, count: 1, first: now, at: now.getTime() };
+      await this.core.createNamespacedEvent({ namespace, body: event(fresh) });
+      this.remember(key, fresh);
       this.health.clear('create events');
     } catch (err) {
       this.health.refused('create events', { verb: 'create', resource: 'events', namespace }, err);
     }
   }
 
-  private remember(key: string, event: CoreV1Event): void {
-    this.recent.set(key, { event, at: Date.now() });
+  private remember(key: string, recorded: Recorded): void {
+    this.recent.set(key, recorded);
     if (this.recent.size > REMEMBERED) this.recent.delete(this.recent.keys().next().value as string);
   }
 }

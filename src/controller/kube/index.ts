@@ -111,6 +111,7 @@ export class KubeSide implements ClusterView {
     this.lead(false);
     await this.transition;
     await this.nodeWatch?.stop();
+    this.clients?.close();
   }
 
   readiness(): { ready: boolean; reasons: string[] } {
