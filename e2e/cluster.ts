@@ -106,7 +106,9 @@ export async function startCluster(log: (line: string) => void, teardown: Teardo
     const creds = `${registry.username}:${registry.password}`;
     const [, images] = await Promise.all([
       timed('clip-csi image (scripts/build-image.sh) imported into containerd', async () => {
-        await buildClipImage(clipImage, { ociArchive: archive, push: false });
+        const built = await buildClipImage(clipImage, { ociArchive: archive, push: false });
+        // Which of its caches the build hit shows why a run's setup was slow.
+        for (const line of built.progress) log(`  ${line}`);
         await containerd.importImage(archive, clipImage);
         await rm(archive);
       }),
