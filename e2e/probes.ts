@@ -3,7 +3,6 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { imageKeyOf } from '../src/clipcore/index-store/image-key.js';
 import type { JsonObject } from '../test/harness/kube-apiserver/json.js';
 import { metricValue } from '../test/helpers/csi-plugin.js';
-import { pollUntil } from '../test/helpers/poll.js';
 import { run } from '../test/helpers/processes.js';
 import { BUCKET, type Cluster } from './cluster.js';
 import type { Kubelet, Pod } from './kubelet.js';
@@ -60,8 +59,4 @@ export function eventsAbout(cluster: Cluster, name: string): Array<{ type: strin
     if (involved?.['name'] !== name) return [];
     return [{ type: String(event['type']), reason: String(event['reason']), message: String(event['message']), component: String(event['reportingComponent'] ?? '') }];
   });
-}
-
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>, accept: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  return pollUntil(what, probe, accept, timeoutMs);
 }

@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readMountTable } from '../src/node/mount-utils.js';
-import { run } from '../test/helpers/processes.js';
 import { asPromQL, chartDashboard, renderedRuleGroups, type QueryResult } from '../test/helpers/monitoring.js';
+import { pollUntil } from '../test/helpers/poll.js';
+import { run } from '../test/helpers/processes.js';
 import type { Cluster } from './cluster.js';
 import type { Kubelet, Pod } from './kubelet.js';
-import { inPod, waitFor } from './probes.js';
+import { inPod } from './probes.js';
 import type { RunState, ScenarioResult } from './scenarios-volumes.js';
 
 /** The sha256 the reference listing (umoci's unpack) gives a file, as `sha256sum` prints it. */
@@ -48,7 +49,7 @@ export async function scenario6(cluster: Cluster, state: RunState): Promise<Scen
   assert.equal(coldRead.sum, undefined, 'a cold read cannot succeed without the registry');
   assert.match(coldRead.error ?? '', /Input\/output error/, 'a cold read fails with EIO');
   // The registry is back: the same read works, with the right bytes.
-  const recovered = await waitFor('the cold read works again', () => readIn(kubelet, pod, cold), (read) => read.sum !== undefined, 30_000);
+  const recovered = await pollUntil('the cold read works again', () => readIn(kubelet, pod, cold), (read) => read.sum !== undefined, 30_000);
   assert.equal(recovered.sum, referenceSum(state, cold));
   return { details: `registry down: cached read OK, cold read EIO (after ${failMs.toFixed(0)} ms, never wrong bytes); recovered with the right bytes` };
 }
@@ -80,11 +81,11 @@ export async function scenario7(cluster: Cluster, state: RunState): Promise<Scen
   await plugin.start();
   const readyMs = performance.now() - killedAt;
   const target = pod.targetPath;
-  await waitFor('the target is re-bound on the host', () => readMountTable(), (table) => table.some((entry) => entry.mountPoint === target && entry.fsType.startsWith('fuse')), 30_000);
+  await pollUntil('the target is re-bound on the host', () => readMountTable(), (table) => table.some((entry) => entry.mountPoint === target && entry.fsType.startsWith('fuse')), 30_000);
   const onHost = await run('sha256sum', [join(target, path)]);
   assert.equal(onHost.stdout.split(' ')[0], expected, `the re-bound target serves the right bytes: ${onHost.stderr}`);
   const reboundMs = performance.now() - killedAt;
-  const running = await waitFor('the running container reads again', () => readIn(kubelet, pod!, path), (read) => read.sum !== undefined, PROPAGATION_WAIT_MS).catch(() => undefined);
+  const running = await pollUntil('the running container reads again', () => readIn(kubelet, pod!, path), (read) => read.sum !== undefined, PROPAGATION_WAIT_MS).catch(() => undefined);
   if (running) assert.equal(running.sum, expected);
   pod = await kubelet.restartContainer(pod);
   state.readerA = pod;
@@ -116,7 +117,7 @@ export async function scenario8(cluster: Cluster, runSeconds: number): Promise<S
   for (const panel of dashboard.panels) {
     for (const target of panel.targets ?? []) {
       const expr = asPromQL(target.expr, window);
-      await waitFor(`panel "${panel.title}" has data for ${expr}`, () => prometheus.query(expr), hasData, 30_000);
+      await pollUntil(`panel "${panel.title}" has data for ${expr}`, () => prometheus.query(expr), hasData, 30_000);
       queries++;
     }
   }
@@ -125,7 +126,7 @@ export async function scenario8(cluster: Cluster, runSeconds: number): Promise<S
   for (const alert of EXPECTED_ALERTS) {
     const rule = rules.find((candidate) => candidate.alert === alert);
     assert.ok(rule, `the chart has the alert ${alert}`);
-    await waitFor(`${alert} fires for the run's faults`, () => prometheus.query(rule.expr), hasData, 30_000);
+    await pollUntil(`${alert} fires for the run's faults`, () => prometheus.query(rule.expr), hasData, 30_000);
   }
   const firing: string[] = [];
   for (const rule of rules) {

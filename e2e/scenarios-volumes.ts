@@ -9,9 +9,10 @@ import grpc from '@grpc/grpc-js';
 import { StateDir } from '../src/node/state.js';
 import { createVolumeUntilDone, MOUNT_CAPABILITY } from '../test/helpers/csi-client.js';
 import { metricValue } from '../test/helpers/csi-plugin.js';
+import { pollUntil } from '../test/helpers/poll.js';
 import type { Cluster } from './cluster.js';
 import { FAILED_PUBLISH_ATTEMPTS, type Kubelet, type Pod } from './kubelet.js';
-import { eventsAbout, firstReadMs, hostTreeListing, indexInS3, indexSource, inPod, TREE_LISTING, waitFor } from './probes.js';
+import { eventsAbout, firstReadMs, hostTreeListing, indexInS3, indexSource, inPod, TREE_LISTING } from './probes.js';
 
 /** What a scenario reports on its line. */
 export interface ScenarioResult {
@@ -44,7 +45,7 @@ export async function scenario1(cluster: Cluster, state: RunState): Promise<Scen
   const image = cluster.images.debian;
   const object = kubelet.createPodObject('s1-reader', { kind: 'inline', image: image.ref, readOnly: true, secretName: cluster.secrets.good });
   // The controller saw the pod and indexed the image before any node asked.
-  await waitFor('the controller put the index in S3', () => indexInS3(cluster, image.digest), Boolean, 120_000);
+  await pollUntil('the controller put the index in S3', () => indexInS3(cluster, image.digest), Boolean, 120_000);
   assert.equal(await indexSource(kubelet.plugin, 'indexed'), 0);
   const pod = await kubelet.runPod('s1-reader', { kind: 'inline', image: image.ref, readOnly: true, secretName: cluster.secrets.good }, object);
   state.readerA = pod;
@@ -174,11 +175,11 @@ export async function scenario5(cluster: Cluster): Promise<ScenarioResult> {
   await refusedPublish(FAILED_PUBLISH_ATTEMPTS);
   // Kubelet goes on retrying while the pod exists: one more attempt once Prometheus has seen the
   // first ones, so that the rate of refusals shows there (a counter's first sample has no rate).
-  await waitFor('Prometheus scraped the refused publishes', () => cluster.prometheus.query(`clip_csi_calls_total{code="UNAUTHENTICATED", instance="${kubelet.plugin.options.metricsAddress}"}`), (result) => (result.data?.result.length ?? 0) > 0);
+  await pollUntil('Prometheus scraped the refused publishes', () => cluster.prometheus.query(`clip_csi_calls_total{code="UNAUTHENTICATED", instance="${kubelet.plugin.options.metricsAddress}"}`), (result) => (result.data?.result.length ?? 0) > 0);
   await refusedPublish(1);
   const refused = metricValue(await kubelet.plugin.metrics(), 'clip_csi_calls_total', { method: 'NodePublishVolume', code: 'UNAUTHENTICATED' });
   assert.equal(refused, FAILED_PUBLISH_ATTEMPTS + 1, 'every attempt of the kubelet stand-in was refused');
-  const warning = await waitFor(
+  const warning = await pollUntil(
     'a Warning event on the pod',
     () => eventsAbout(cluster, 's5-wrong-secret').find((event) => event.type === 'Warning'),
     (event) => event !== undefined,
