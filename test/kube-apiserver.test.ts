@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -183,9 +183,70 @@ describe('test kube-apiserver', () => {
       assert.deepEqual(unlabeled.metadata?.labels, { v: '3' });
       const jsonPatched = await core.patchNamespacedPod({ namespace: 'default', name: 'p', body: [{ op: 'replace', path: '/metadata/labels/v', value: '4' }] });
       assert.equal(jsonPatched.metadata?.labels?.v, '4');
+      await expectStatus(core.patchNamespacedPod({ namespace: 'default', name: 'p', body: [{ op: 'test', path: '/metadata/labels/v', value: '3' }] }), 422, 'Invalid');
 
       await core.deleteNamespacedPod({ namespace: 'default', name: 'p' });
       await expectStatus(core.deleteNamespacedPod({ namespace: 'default', name: 'p' }), 404, 'NotFound');
+    });
+  });
+
+  it('keeps an object with finalizers until they are removed, and serves namespaces, secrets, service accounts', async () => {
+    await withServer(async (_server, kc) => {
+      const core = kc.makeApiClient(CoreV1Api);
+      await core.createNamespace({ body: { metadata: { name: 'team' } } });
+      assert.equal((await core.readNamespace({ name: 'team' })).metadata?.name, 'team');
+      assert.ok((await core.listNamespace()).items.some((n) => n.metadata?.name === 'kube-system'));
+      await core.createNamespacedSecret({ namespace: 'team', body: { metadata: { name: 'pull' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': 'e30=' } } });
+      await core.createNamespacedServiceAccount({ namespace: 'team', body: { metadata: { name: 'sa' }, imagePullSecrets: [{ name: 'pull' }] } });
+      const sa = await core.readNamespacedServiceAccount({ namespace: 'team', name: 'sa' });
+      assert.equal(sa.imagePullSecrets?.[0]?.name, 'pull');
+      assert.equal((await core.readNamespacedSecret({ namespace: 'team', name: 'pull' })).data?.['.dockerconfigjson'], 'e30=');
+
+      await core.createNamespacedPod({ namespace: 'team', body: { ...pod('f'), metadata: { name: 'f', finalizers: ['clip.csi.dev/test'] } } });
+      const w = await recordWatch(kc, '/api/v1/namespaces/team/pods', { resourceVersion: (await core.listNamespacedPod({ namespace: 'team' })).metadata?.resourceVersion ?? '' });
+      try {
+        const marked = await core.deleteNamespacedPod({ namespace: 'team', name: 'f' });
+        assert.ok(marked.metadata?.deletionTimestamp instanceof Date);
+        assert.ok((await core.readNamespacedPod({ namespace: 'team', name: 'f' })).metadata?.deletionTimestamp instanceof Date);
+        const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+        await core.patchNamespacedPod({ namespace: 'team', name: 'f', body: { metadata: { finalizers: null } } }, merge);
+        await expectStatus(core.readNamespacedPod({ namespace: 'team', name: 'f' }), 404, 'NotFound');
+        await until('the DELETED event', () => w.events.some((e) => e.type === 'DELETED'));
+        assert.deepEqual(w.events.map((e) => e.type), ['MODIFIED', 'DELETED']);
+      } finally {
+        w.request.abort();
+      }
+    });
+  });
+
+  it('sends bookmarks periodically to watches that allow them, and only to those', async () => {
+    await withServer(
+      async (server, kc) => {
+        const withBookmarks = await recordWatch(kc, '/api/v1/nodes', { allowWatchBookmarks: true });
+        const without = await recordWatch(kc, '/api/v1/nodes', {});
+        try {
+          await until('both watches', () => server.watchCount('nodes') === 2);
+          const bookmarks = (): number => withBookmarks.events.filter((e) => e.type === 'BOOKMARK').length;
+          const before = bookmarks();
+          await until('two more bookmarks', () => bookmarks() >= before + 2);
+          // An event after them: once it arrives, any bookmark sent to the other watch would have too.
+          server.create('nodes', { metadata: { name: 'n' } });
+          await until('the node event', () => without.events.length > 0);
+          assert.deepEqual(without.events.map((e) => e.type), ['ADDED']);
+        } finally {
+          withBookmarks.request.abort();
+          without.request.abort();
+        }
+      },
+      { bookmarkIntervalMs: 20 },
+    );
+  });
+
+  it('ends a watch cleanly after its timeoutSeconds', async () => {
+    await withServer(async (_server, kc) => {
+      const w = await recordWatch(kc, '/api/v1/namespaces/default/pods', { timeoutSeconds: '1' });
+      await until('the end of the stream', w.finished);
+      assert.equal(w.ended(), null);
     });
   });
 
@@ -441,7 +502,10 @@ describe('test kube-apiserver', () => {
 
   it('the CLI serves seeded pods and a CRD, prints its kubeconfig, and exits on SIGTERM', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kube-apiserver-cli-'));
-    const child = spawn(process.execPath, ['dist/test/harness/kube-apiserver/main.js', '--dir', dir, '--crd', CRD, '--seed-pods', '120'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const template = join(dir, 'pod.yaml');
+    await writeFile(template, 'metadata:\n  labels: {app: bench}\nspec:\n  containers: [{name: c, image: i}]\n  volumes:\n  - name: v\n    csi: {driver: clip.csi.dev, volumeAttributes: {image: "alpine:3"}}\n');
+    const args = ['--dir', dir, '--crd', CRD, '--seed-pods', '120', '--seed-namespace', 'bench', '--seed-template', template];
+    const child = spawn(process.execPath, ['dist/test/harness/kube-apiserver/main.js', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const first = await new Promise<string>((resolve, reject) => {
         createInterface({ input: child.stdout }).once('line', resolve);
@@ -451,9 +515,11 @@ describe('test kube-apiserver', () => {
       assert.match(ready.url, /^https:\/\/127\.0\.0\.1:\d+$/);
       const kc = new KubeConfig();
       kc.loadFromFile(ready.kubeconfig);
-      const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: 'default', limit: 100 });
+      const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: 'bench', limit: 100 });
       assert.equal(pods.items.length, 100);
       assert.equal(pods.metadata?.remainingItemCount, 20);
+      assert.deepEqual(pods.items[0]?.metadata?.labels, { app: 'bench', seed: 'seed' });
+      assert.equal(pods.items[0]?.spec?.volumes?.[0]?.csi?.volumeAttributes?.image, 'alpine:3');
       const images = (await kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ ...CLIP })) as { items: unknown[] };
       assert.deepEqual(images.items, []);
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -51,13 +51,7 @@ function selectors(store: Store, namespace: string, query: URLSearchParams): Pre
   return both(byNamespace, both(labelSelector(query.get('labelSelector')), fieldSelector(query.get('fieldSelector'))));
 }
 
-export interface WatchContext {
-  streams: Set<WatchStream>;
-  /** Seconds before the server ends a watch that asked for no timeoutSeconds (undefined: never). */
-  defaultTimeoutSeconds?: number;
-}
-
-export function startWatch(store: Store, target: Target, query: URLSearchParams, res: ServerResponse, ctx: WatchContext): void {
+export function startWatch(store: Store, target: Target, query: URLSearchParams, res: ServerResponse, streams: Set<WatchStream>): void {
   const rvParam = query.get('resourceVersion') ?? '';
   const fromRv = rvParam === '' || rvParam === '0' ? undefined : Number(rvParam);
   if (fromRv !== undefined && !Number.isSafeInteger(fromRv)) throw badRequest(`invalid resource version: ${rvParam}`);
@@ -72,7 +66,7 @@ export function startWatch(store: Store, target: Target, query: URLSearchParams,
     },
     (s) => {
       store.watchers.delete(s);
-      ctx.streams.delete(s);
+      streams.delete(s);
     },
   );
   if (fromRv === undefined) {
@@ -89,8 +83,8 @@ export function startWatch(store: Store, target: Target, query: URLSearchParams,
     for (const e of events) stream.deliver(e);
   }
   store.watchers.add(stream);
-  ctx.streams.add(stream);
-  const timeout = Number(query.get('timeoutSeconds') ?? ctx.defaultTimeoutSeconds ?? 0);
+  streams.add(stream);
+  const timeout = Number(query.get('timeoutSeconds') ?? 0);
   if (timeout > 0) {
     const timer = setTimeout(() => stream.end(), timeout * 1000);
     res.on('close', () => clearTimeout(timer));

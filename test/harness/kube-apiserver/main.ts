@@ -1,9 +1,12 @@
 /**
  * The test API server as its own process, for e2e tests and benchmarks:
  *   node dist/test/harness/kube-apiserver/main.js --dir DIR [--port P] [--crd FILE]... [--seed-pods N]
+ *     [--seed-namespace NS] [--seed-template POD.yaml] [--history-size N] [--bookmark-interval-ms MS]
  * Prints one JSON line {"url":...,"kubeconfig":...} (an admin kubeconfig in DIR) when ready; exits on SIGTERM.
  */
+import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
+import { parse } from 'yaml';
 import { KubeApiServer } from './server.js';
 
 const program = new Command('kube-apiserver')
@@ -13,12 +16,13 @@ const program = new Command('kube-apiserver')
   .option('--crd <file>', 'CustomResourceDefinition YAML to serve (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
   .option('--seed-pods <n>', 'create N pods in namespace default before answering', (v) => Number(v), 0)
   .option('--seed-namespace <ns>', 'namespace of the seeded pods', 'default')
+  .option('--seed-template <file>', 'a pod (JSON or YAML) whose metadata and spec the seeded pods copy')
   .option('--history-size <n>', 'watch events kept per resource type', (v) => Number(v), 10_000)
   .option('--bookmark-interval-ms <ms>', 'bookmark period (0: never)', (v) => Number(v), 60_000);
 
 async function main(): Promise<void> {
   program.parse();
-  const opts = program.opts<{ dir: string; port: number; crd: string[]; seedPods: number; seedNamespace: string; historySize: number; bookmarkIntervalMs: number }>();
+  const opts = program.opts<{ dir: string; port: number; crd: string[]; seedPods: number; seedNamespace: string; seedTemplate?: string; historySize: number; bookmarkIntervalMs: number }>();
   const server = await KubeApiServer.start({
     dir: opts.dir,
     port: opts.port,
@@ -26,7 +30,8 @@ async function main(): Promise<void> {
     historySize: opts.historySize,
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
   });
-  if (opts.seedPods > 0) server.seedPods(opts.seedPods, opts.seedNamespace);
+  const template = opts.seedTemplate === undefined ? {} : (parse(await readFile(opts.seedTemplate, 'utf8')) as object);
+  if (opts.seedPods > 0) server.seedPods(opts.seedPods, opts.seedNamespace, 'seed', template);
   const kubeconfig = await server.writeKubeconfig();
   process.stdout.write(`${JSON.stringify({ url: server.url, kubeconfig })}\n`);
   const stop = (): void => {

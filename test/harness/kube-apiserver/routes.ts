@@ -28,11 +28,8 @@ export function parseTarget(pathname: string): Target | undefined {
   const [version, ...segments] = rest;
   if (version === undefined || segments.length === 0) return undefined;
   let namespace = '';
-  // namespaces/<ns>/<resource>/... is a namespaced resource; namespaces/<name>[/status] is a Namespace itself.
-  if (group === '' && segments[0] === 'namespaces' && segments.length >= 3 && segments[2] !== 'status') {
-    namespace = segments[1] ?? '';
-    segments.splice(0, 2);
-  } else if (group !== '' && segments[0] === 'namespaces' && segments.length >= 3) {
+  // namespaces/<ns>/<resource>/... is a namespaced resource; /api/v1/namespaces/<name>/status is a Namespace's.
+  if (segments[0] === 'namespaces' && segments.length >= 3 && !(group === '' && segments[2] === 'status')) {
     namespace = segments[1] ?? '';
     segments.splice(0, 2);
   }

@@ -162,9 +162,12 @@ export class KubeApiServer {
     this.cluster.delete(this.cluster.byName(resource), namespace, name);
   }
 
-  /** `count` pods `<prefix>-<i>` (label `seed=<prefix>`) in `namespace`, without HTTP. */
-  seedPods(count: number, namespace = 'default', prefix = 'seed', template: JsonObject = {}): void {
-    this.cluster.seedPods(count, namespace, prefix, template);
+  /**
+   * `count` pods `<prefix>-<i>` (label `seed=<prefix>`) in `namespace`, without HTTP. `template` is a pod
+   * (e.g. a V1Pod with a clip volume) whose metadata and spec every seeded pod gets; its name is ignored.
+   */
+  seedPods(count: number, namespace = 'default', prefix = 'seed', template: object = {}): void {
+    this.cluster.seedPods(count, namespace, prefix, toJson(template));
   }
 
   private namespaceOf(store: Store, obj: JsonObject): string {
@@ -233,11 +236,11 @@ export class KubeApiServer {
       verb = verbOf(req.method ?? '', target, url.searchParams);
       // A namespaced object is only addressed inside its namespace; a cluster-scoped one never is.
       const misplaced = store.type.namespaced ? target.namespace === '' && (target.name !== '' || verb === 'create') : target.namespace !== '';
-      if (misplaced) throw unknownPath();
+      if (misplaced || (target.subresource === 'status' && !store.type.hasStatus)) throw unknownPath();
       const { namespace } = target;
       this.users.authorize(user, { verb, group: target.group, resource: target.resource, subresource: target.subresource, namespace, name: target.name });
       if (verb === 'watch') {
-        startWatch(store, target, url.searchParams, res, { streams: this.watches });
+        startWatch(store, target, url.searchParams, res, this.watches);
         return this.log(req, url, user, verb, 200);
       }
       const { code, body } = await handle(this.cluster, store, target, verb, req, url.searchParams);

@@ -42,16 +42,13 @@ export class WatchStream implements Watcher {
 
   constructor(
     private readonly res: ServerResponse,
-    readonly scope: WatchScope,
+    private readonly scope: WatchScope,
     private readonly onClose: (stream: WatchStream) => void,
   ) {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
     res.on('close', () => this.close());
-  }
-
-  get isOpen(): boolean {
-    return !this.closed;
+    res.on('error', () => this.close()); // a write to a vanished client must not crash the server
   }
 
   /** The current objects as ADDED events, ahead of anything queued later (a watch without a resourceVersion). */
