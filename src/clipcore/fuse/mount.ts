@@ -48,6 +48,9 @@ export interface MountHandle {
   counters(): FuseCounters | undefined;
 }
 
+/** The source (fsname) and subtype of every clip FUSE mount, as /proc/self/mountinfo shows them (`clip`, `fuse.clip`). */
+export const CLIP_FUSE_NAME = 'clip';
+
 /**
  * Opens an archive and prepares a read-only FUSE mount of it. The archive is opened and checked
  * here, so a bad archive fails before anything is mounted.
@@ -58,7 +61,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
   const events = new EventEmitter();
   const addon = clipFuse();
   // ro: the kernel refuses writes itself; default_permissions: it checks modes itself.
-  const fuseOptions = ['ro', 'default_permissions', 'fsname=clip', 'subtype=clip'];
+  const fuseOptions = ['ro', 'default_permissions', `fsname=${CLIP_FUSE_NAME}`, `subtype=${CLIP_FUSE_NAME}`];
   if (options.allowOther ?? process.getuid?.() === 0) fuseOptions.push('allow_other');
   let session: FuseSession | undefined;
   const onRead = readHandler(addon, () => session as FuseSession, reader, options.operationTimeoutMs ?? 120_000, (error, operation, path) => {
