@@ -49,9 +49,9 @@ typedef struct {
   uint64_t offset;
 } Slot;
 
-enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_READ, C_READ_JS, C_READ_DISK, C_COUNT };
-static const char* const COUNTER_NAMES[C_COUNT] = {"lookup",    "getattr", "readdir", "readdirplus", "getxattr",    "listxattr",
-                                                   "open",      "read",    "readToJs", "readFromDisk"};
+enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_OPENDIR, C_READ, C_READ_JS, C_READ_DISK, C_COUNT };
+static const char* const COUNTER_NAMES[C_COUNT] = {"lookup", "getattr", "readdir",  "readdirplus", "getxattr",    "listxattr",
+                                                   "open",   "opendir", "read",     "readToJs",    "readFromDisk"};
 
 /* Disk cache entries the server reads itself, at most (each holds a descriptor). */
 #define MAX_PUBLISHED 256
@@ -85,7 +85,7 @@ typedef struct {
   int closed;
   int refs;
   int has_xattrs;
-  int zero_open, zero_opendir; /* the kernel takes ENOSYS from OPEN/OPENDIR as "none needed" */
+  int zero_opendir; /* the kernel takes ENOSYS from OPENDIR as "none needed" */
   Slot* slots;
   uint32_t slot_count, slot_cap, next_seq;
   uint32_t* free_slots;
@@ -226,7 +226,6 @@ static int is_dir(const Session* s, uint32_t index) { return (s->table.inodes[in
 
 static void op_init(void* userdata, struct fuse_conn_info* conn) {
   Session* s = userdata;
-  s->zero_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
   s->zero_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   unsigned wanted = FUSE_CAP_READDIRPLUS | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ;
   conn->want |= conn->capable & wanted;
@@ -291,13 +290,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 /*
- * OPEN and OPENDIR: where the kernel supports it, ENOSYS once, and it never sends OPEN, OPENDIR,
- * RELEASE or RELEASEDIR again, opening every file with FOPEN_KEEP_CACHE and every directory with
- * FOPEN_CACHE_DIR by itself (what the answers below say too). Writes never get here: the mount
- * is read-only.
+ * OPENDIR: where the kernel supports it, ENOSYS once, and it never sends OPENDIR or RELEASEDIR
+ * again, opening every directory with FOPEN_CACHE_DIR by itself (what the answer below says too).
+ * Files are still opened with a request (answered natively): opening a file of a mount whose
+ * server died must fail (ENOTCONN) rather than serve pages of the dead mount, which the restart
+ * handling relies on.
  */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = session_of(req);
+  count(s, C_OPENDIR);
   if (s->zero_opendir) return (void)fuse_reply_err(req, ENOSYS);
   int64_t index = index_of(s, ino);
   if (index < 0) return (void)fuse_reply_err(req, ENOENT);
@@ -368,7 +369,6 @@ static void op_release_any(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = session_of(req);
   count(s, C_OPEN);
-  if (s->zero_open) return (void)fuse_reply_err(req, ENOSYS);
   int64_t index = index_of(s, ino);
   if (index < 0) return (void)fuse_reply_err(req, ENOENT);
   if (is_dir(s, (uint32_t)index)) return (void)fuse_reply_err(req, EISDIR);

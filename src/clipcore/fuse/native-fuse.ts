@@ -14,6 +14,7 @@ export interface FuseCounters {
   readonly getxattr: number;
   readonly listxattr: number;
   readonly open: number;
+  readonly opendir: number;
   readonly read: number;
   readonly readToJs: number;
   /** Reads answered natively from disk cache entries (see publishDiskEntry). */
