@@ -206,15 +206,19 @@ describe('oci read path through FUSE', () => {
     }
   });
 
-  test('32 concurrent readers of one file: one registry fetch per span', async () => {
+  test('32 concurrent readers of one file: each span fetched once (neighbours may share a request)', async () => {
     image.proxy.resetStats();
     await withMount({}, async ({ root, handle }) => {
       const spans = handle.reader.spansOf('big.bin');
       assert.ok(spans.length >= 8);
       const results = await Promise.all(Array.from({ length: 32 }, () => hashOf(join(root, 'big.bin'))));
       for (const result of results) assert.equal(result.hash, image.files.get('big.bin'), result.stderr);
-      assert.equal(image.proxy.requestsFor('/blobs/'), spans.length);
-      assert.equal(image.proxy.bytesFor('/blobs/'), spans.reduce((sum, span) => sum + span.originLength, 0));
+      assert.ok(image.proxy.requestsFor('/blobs/') <= spans.length, `${image.proxy.requestsFor('/blobs/')} requests for ${spans.length} spans`);
+      // Merged neighbours share the byte where a gzip span starts mid-byte: between the union of
+      // the spans' bytes and their sum, never a span twice.
+      const sum = spans.reduce((total, span) => total + span.originLength, 0);
+      const bytes = image.proxy.bytesFor('/blobs/');
+      assert.ok(bytes <= sum && bytes >= sum - spans.length, `${bytes} bytes for spans of ${sum}`);
     });
   });
 

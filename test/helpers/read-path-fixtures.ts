@@ -18,6 +18,8 @@ export interface ReadPathImage {
   archive: string;
   /** File path in the image → sha256 hex of its content. */
   files: Map<string, string>;
+  /** File path in the image → its content (generated again on each call). */
+  content(path: string): Promise<Buffer>;
   layerDigests: string[];
   stop(): Promise<void>;
 }
@@ -68,6 +70,11 @@ export async function setupReadPathImage(work: string): Promise<ReadPathImage> {
       proxy,
       archive,
       files,
+      content: async (path) => {
+        const found = [...contents, ...second].find(([name]) => name === path);
+        if (found === undefined) throw new Error(`no file ${path} in the read-path image`);
+        return contentBytes(found[1]);
+      },
       layerDigests: pushed.layers.map((l) => l.digest),
       stop: async () => {
         await proxyHandle.close();
