@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { pushImageDetailed, type RawLayer } from '../test/harness/image-builder.js';
 import type { RegistryEndpoint } from '../test/harness/registry-http.js';
 import { buildTarLayer, type GeneratedContent } from '../test/harness/tar-layer.js';
-import { exec } from './proc.js';
+import { check, exec } from './proc.js';
 import { CACHE_DIR } from './paths.js';
 
 export interface CachedLayer {
@@ -231,6 +231,36 @@ export async function syntheticLayer(): Promise<CachedLayer> {
     ...SYNTHETIC_FILES.map((file) => ({ type: 'file' as const, path: file.path, content: syntheticContent(file.size, file.seed) })),
   ];
   return writeLayerBlob('synthetic-512m', 'generated', buildTarLayer(entries).open(), blobPath);
+}
+
+/** The mostly-text file of the text image: every file of the Go sources layer, one after another. */
+export const TEXT_FILE = 'data/go-src.txt';
+
+/**
+ * The text image's one layer (built on first use from the golang-1.19-src layer): real source
+ * text, which gzip shrinks about 4.7×, so inflate produces far more bytes per fetched byte than
+ * for the synthetic layer. The file's local copy (for baselines) stays in bench/.cache/text.
+ */
+export async function textLayer(goSources: CachedLayer): Promise<{ layer: CachedLayer; localPath: string; size: number }> {
+  const blobDir = join(CACHE_DIR, 'blobs');
+  const textDir = join(CACHE_DIR, 'text');
+  await mkdir(blobDir, { recursive: true });
+  await mkdir(textDir, { recursive: true });
+  const localPath = join(textDir, 'go-src.txt');
+  const blobPath = join(blobDir, 'text-go-src.tar.gz');
+  if (!(await exists(localPath))) {
+    log('building the text layer from the Go sources');
+    await check('bash', ['-c', `set -o pipefail; gzip -dc '${goSources.blobPath}' | tar -xOf - > '${localPath}.tmp'`]);
+    await rename(`${localPath}.tmp`, localPath);
+  }
+  const size = (await stat(localPath)).size;
+  const cached = await cachedLayer(blobPath);
+  if (cached) return { layer: cached, localPath, size };
+  const entries = [
+    { type: 'dir' as const, path: 'data' },
+    { type: 'file' as const, path: TEXT_FILE, content: await readFile(localPath) },
+  ];
+  return { layer: await writeLayerBlob('text-go-src', goSources.source, buildTarLayer(entries).open(), blobPath), localPath, size };
 }
 
 /** Local copies of the synthetic image's files (same generator, same bytes), for the local-disk baselines. */
