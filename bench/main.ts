@@ -10,7 +10,7 @@ import { createFromOCIImage, type CreateFromOCIImageResult } from '../src/clipco
 import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { startRegistry, type RegistryHandle } from '../test/harness/registry.js';
 import type { BenchContext, PushedBenchImage, PushedLayerImage } from './context.js';
-import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLayer, TEXT_FILE, textLayer, type BenchImage } from './images.js';
+import { cleanCache, debianLayers, extraLayers, packageVersions, pushCachedImage, syntheticLayer, TEXT_FILE, textLayer, type BenchImage } from './images.js';
 import { startContainerd, type Containerd } from './containerd.js';
 import { machineInfo } from './machine.js';
 import { measureColdReads } from './measure-cold-reads.js';
@@ -78,6 +78,8 @@ try {
   const debian = await debianLayers();
   if (debian.fallback) results.note(`realistic image: ${debian.fallback}`);
   const synthetic = await syntheticLayer();
+  // The many-layer image exists only with the real packages (not with the fallback's directories).
+  const extra = debian.fallback ? undefined : await extraLayers();
   const text = await textLayer(debian.layers[0] as BenchImage['layers'][number]);
   registry = await startRegistry();
   const endpoint = { url: registry.url };
@@ -94,6 +96,13 @@ try {
   const syntheticDigest = await pushCachedImage(endpoint, syntheticImage);
   const textImage: BenchImage = { repo: 'bench/text', tag: 'v1', layers: [text.layer], description: `one layer: ${TEXT_FILE}, every file of ${text.layer.source} one after another` };
   const textDigest = await pushCachedImage(endpoint, textImage);
+  const manyImage: BenchImage | undefined = extra && {
+    repo: 'bench/debian-many',
+    tag: 'v1',
+    layers: [...debian.layers, ...extra],
+    description: `the debian image's packages and ${packageVersions(extra)}`,
+  };
+  if (manyImage) await pushCachedImage(endpoint, manyImage);
   const layerImages: PushedLayerImage[] = [];
   const layerRefs: Array<{ layer: BenchImage['layers'][number]; tag: string }> = [];
   for (const layer of [...debian.layers, synthetic]) {
@@ -123,14 +132,15 @@ try {
   };
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
-  const textPushed = { ...(await indexed(textImage, textDigest, 'text')), file: { path: TEXT_FILE, localPath: text.localPath, size: text.size } };
+  // The same object as the index map's key, with the text file's details added.
+  const textPushed = Object.assign(await indexed(textImage, textDigest, 'text'), { file: { path: TEXT_FILE, localPath: text.localPath, size: text.size } });
 
   if (options.only.has('ttfb') || options.only.has('node')) {
     const started = await startContainerd(join(workDir, 'containerd'));
     if ('unavailable' in started) results.note(`no containerd pull to compare with: ${started.unavailable}`);
     else containerd = started;
   }
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, text: textPushed, containerd, shared: { fullPulls: [] } };
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, text: textPushed, ...(manyImage && { many: { image: manyImage, ref: `${proxies.host}/${manyImage.repo}:${manyImage.tag}` } }), containerd, shared: { fullPulls: [] } };
   const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
