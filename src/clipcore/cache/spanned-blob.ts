@@ -25,12 +25,20 @@ interface Stream {
   window: number;
   /** The last span read ahead (-1: none yet). */
   ahead: number;
+  /** The end of the file its last read was in. */
+  limit: number;
+  /**
+   * Whether it went on from one file into the next (tar, cp -r, an unpacker reading files in
+   * layer order): then read-ahead runs past the end of the file being read.
+   */
+  acrossFiles: boolean;
 }
 
 /**
  * A blob read through the span tiers: a byte range becomes reads of the spans covering it (in
  * parallel). A read that continues an earlier one (a sequential reader) loads the next spans
- * ahead, up to the end of the file being read: the window doubles while the reader stays
+ * ahead, up to the end of the file being read (or further, once the reader has gone on from one
+ * file into the next): the window doubles while the reader stays
  * sequential, and a read elsewhere (a jump) starts a new stream with no read-ahead. Refills wait
  * until half the window has been read, so that the spans asked for at once are neighbours the
  * cache can fetch in one request.
@@ -63,8 +71,8 @@ export class SpannedBlob {
     const single = first === last ? this.readSpan(first, from, to) : undefined;
     const parts: Array<Promise<Buffer>> = [];
     if (single === undefined) for (let i = first; i <= last; i++) parts.push(this.readSpan(i, from, to));
-    const stream = this.follow(from, to);
-    if (stream !== undefined) this.readAhead(stream, last, limit);
+    const stream = this.follow(from, to, limit);
+    if (stream !== undefined) this.readAhead(stream, last, stream.acrossFiles ? this.size : limit);
     return single ?? Buffer.concat(await Promise.all(parts));
   }
 
@@ -75,9 +83,10 @@ export class SpannedBlob {
     const refs: SpanRef[] = [];
     let i = Math.max(last, stream.ahead) + 1;
     for (; i <= last + stream.window && i < layout.count && layout.start(i) < limit; i++) refs.push(layout.ref(i));
+    if (refs.length === 0) return;
     stream.ahead = i - 1;
     stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
-    if (refs.length > 0) this.cache.readAhead(refs);
+    this.cache.readAhead(refs);
   }
 
   /** The part of [from, to) in span `i`. */
@@ -109,14 +118,16 @@ export class SpannedBlob {
    * Remembers where reads end; a read starting near one of those continues that stream (returned).
    * Any other read starts a new stream, without read-ahead (undefined).
    */
-  private follow(from: number, to: number): Stream | undefined {
+  private follow(from: number, to: number, limit: number): Stream | undefined {
     if (this.readAheadSpans <= 0) return undefined;
     const stream = this.streams.find((s) => from >= s.end - SEQUENTIAL_SLACK && from <= s.end + SEQUENTIAL_SLACK);
     if (stream !== undefined) {
       stream.end = Math.max(stream.end, to);
+      if (limit > stream.limit) stream.acrossFiles = true;
+      stream.limit = limit;
       return stream;
     }
-    this.streams.push({ end: to, window: this.readAheadSpans, ahead: -1 });
+    this.streams.push({ end: to, window: this.readAheadSpans, ahead: -1, limit, acrossFiles: false });
     if (this.streams.length > STREAMS) this.streams.shift();
     return undefined;
   }
