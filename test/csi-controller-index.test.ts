@@ -104,8 +104,16 @@ describe('clip node: volumes and indexes of the controller', () => {
     volume_context: ephemeralContext(ref, { name: volume.podName, uid: volume.podUid }, { platform: PLATFORM }),
   });
 
-  /** Publishes until OK; every other answer must be ABORTED (the node waits). Returns the ABORTED messages. */
-  async function publishUntilReady(csi: CsiClient, volume: PodVolume, ref: string, whileWaiting: () => Promise<void> = async () => undefined): Promise<string[]> {
+  /**
+   * Publishes until OK; every other answer must be ABORTED (the node waits), and is handed to
+   * `whileWaiting` before the next try. Returns the ABORTED messages.
+   */
+  async function publishUntilReady(
+    csi: CsiClient,
+    volume: PodVolume,
+    ref: string,
+    whileWaiting: (message: string) => Promise<void> = async () => undefined,
+  ): Promise<string[]> {
     const messages: string[] = [];
     const deadline = Date.now() + 60_000;
     for (;;) {
@@ -117,7 +125,7 @@ describe('clip node: volumes and indexes of the controller', () => {
         assert.equal(grpc.status[error.code], 'ABORTED', error.details);
         messages.push(error.details);
         if (Date.now() > deadline) throw err;
-        await whileWaiting();
+        await whileWaiting(error.details);
       }
     }
   }
@@ -132,19 +140,23 @@ describe('clip node: volumes and indexes of the controller', () => {
       void store.writeMarker(app.key, marker);
     }, 1000);
     const volume = await podVolume(dir);
+    const holder = /being indexed by controller\/test-pod: indexing: 10% of 1 layers/;
     let uploaded = false;
     try {
-      const messages = await publishUntilReady(csi, volume, app.ref, async () => {
-        if (uploaded) return;
-        // The node waits on the marker (its log says so): now the controller finishes its index.
+      const messages = await publishUntilReady(csi, volume, app.ref, async (message) => {
+        // Publish again until an answer names the marker's holder and progress (the node may
+        // still be looking in S3 when the first one stops waiting): publishUntilReady's deadline
+        // bounds this, so a node that never reports the marker fails the test.
+        if (uploaded || !holder.test(message)) return;
+        // The node waits on the marker (its log says so too): now the controller finishes its index.
         await plugin.waitForLog((line) => line.msg === 'waiting for the controller to index the image');
         const made = join(dir, 'controller.clip');
         await createFromOCIImage({ imageRef: `${registry.host}/ctl/app@${app.digest}`, outputPath: made, platform: PLATFORM });
         await store.upload(app.key, made);
         uploaded = true;
       });
-      assert.ok(messages.length > 0, 'the first publish waited');
-      assert.match(messages[0] as string, /being indexed by controller\/test-pod: indexing: 10% of 1 layers/);
+      // Uploaded only after an answer named the holder: else the node did not wait on the marker.
+      assert.ok(uploaded, `no answer named the holder before the publish succeeded: ${JSON.stringify(messages)}`);
     } finally {
       clearInterval(refresher);
       await store.deleteMarker(app.key);

@@ -13,7 +13,8 @@ import grpc from '@grpc/grpc-js';
 import { readMountTable, runCommand } from '../src/node/mount-utils.js';
 import { StateDir } from '../src/node/state.js';
 import { connectCsi, ephemeralContext, expectGrpcError, MOUNT_CAPABILITY, type CsiClient, type PublishRequest } from './helpers/csi-client.js';
-import { cleanupPluginDir, makePluginDir, mountsUnder, podVolume, startPlugin, type PluginProcess, type PodVolume } from './helpers/csi-plugin.js';
+import { cleanupPluginDir, httpGet, makePluginDir, metricValue, mountsUnder, podVolume, startPlugin, type PluginProcess, type PodVolume } from './helpers/csi-plugin.js';
+import { pollUntil } from './helpers/poll.js';
 import { pushImage } from './harness/image-builder.js';
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { buildTarLayer, contentBytes, patternContent } from './harness/tar-layer.js';
@@ -321,6 +322,13 @@ describe('clip node: a private image across a restart, its credentials in memory
       const first = await start();
       await publish(first.csi, volume);
       assert.ok((await readFile(join(volume.targetPath, 'cached.bin'))).equals(await contentBytes(cached)));
+      // The disk cache writes in the background: a crash before the write lands loses the span (on
+      // a loaded machine it often did). The data is "cached" once its entry is on disk.
+      await pollUntil(
+        'the span of cached.bin written to the disk cache',
+        async () => metricValue((await httpGet(first.plugin.metricsAddress, '/metrics')).body, 'clip_disk_cache_written_bytes_total') ?? 0,
+        (written) => written >= 1024 * 1024,
+      );
       await first.plugin.kill9();
 
       // A record as an earlier version wrote it, with the credentials in it: rewritten without them.

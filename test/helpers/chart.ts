@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { CHART_DIR, renderChart } from '../../scripts/helm.js';
+import type { PolicyRule } from '../harness/kube-apiserver/server.js';
 
 export interface KubeObject {
   apiVersion: string;
@@ -116,4 +117,26 @@ export function flagValue(args: readonly string[], flag: string): string | undef
     if (arg.startsWith(`${flag}=`)) return arg.slice(flag.length + 1);
   }
   return undefined;
+}
+
+interface Binding extends KubeObject {
+  roleRef: { kind: string; name: string };
+  subjects: Array<{ kind: string; name: string; namespace: string }>;
+}
+
+/**
+ * The rules the chart binds to the controller's ServiceAccount (`serviceAccount` in `namespace`) for
+ * `clip controller` (not for csi-provisioner): what the test API server should grant it.
+ */
+export function controllerRules(objects: readonly KubeObject[], serviceAccount: string, namespace: string): PolicyRule[] {
+  const rules: PolicyRule[] = [];
+  for (const binding of objects.filter((o): o is Binding => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
+    if (!binding.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === serviceAccount && s.namespace === namespace)) continue;
+    if (binding.roleRef.name.includes('provisioner')) continue;
+    const role = find(objects, binding.roleRef.kind, binding.roleRef.name);
+    for (const rule of role['rules'] as PolicyRule[]) {
+      rules.push(binding.kind === 'RoleBinding' ? { ...rule, namespaces: [binding.metadata.namespace ?? ''] } : rule);
+    }
+  }
+  return rules;
 }

@@ -4,9 +4,8 @@
  * ClipImage run in order, so an older outcome never lands after a newer one.
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import type { Logger } from '../../csi/log.js';
 import type { IndexOutcome, Requester } from '../contracts.js';
-import { describeApiError, isConflict, isNotFound } from './api-error.js';
+import { isConflict, isNotFound } from './api-error.js';
 import { CLIP_IMAGE_RESOURCE, type ClipImage, type ClipImageCondition, type ClipImageStatus } from './clip-image-api.js';
 import type { Health } from './health.js';
 
@@ -17,7 +16,6 @@ export class ClipImageStatusWriter {
 
   constructor(
     private readonly custom: CustomObjectsApi,
-    private readonly log: Logger,
     private readonly health: Health,
   ) {}
 
@@ -50,8 +48,7 @@ export class ClipImageStatusWriter {
       }
     } catch (err) {
       if (isNotFound(err)) return;
-      this.health.failed('write clipimages/status', call, err);
-      this.log('warn', 'ClipImage status not written', { name: requester.name, error: describeApiError(err) });
+      this.health.refused('write clipimages/status', call, err);
     }
   }
 }

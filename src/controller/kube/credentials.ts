@@ -93,7 +93,7 @@ export class CredentialReader {
         },
         (err: unknown) => {
           if (isNotFound(err)) this.log('warn', `${call.resource} ${call.namespace}/${name} not found`);
-          else this.health.failed(`read ${call.resource}`, call, err);
+          else this.health.refused(`read ${call.resource}`, call, err);
           return undefined;
         },
       );

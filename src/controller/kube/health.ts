@@ -40,6 +40,15 @@ export class Health {
     this.problems.set(key, problem);
   }
 
+  /**
+   * For one-off calls (an Event, a secret, a status write), which no loop retries: only a 403
+   * makes the replica unready (until such a call next succeeds); other failures are just logged.
+   */
+  refused(key: string, call: ApiCall, err: unknown): void {
+    if (isForbidden(err)) this.failed(key, call, err);
+    else this.log('warn', `${call.verb} ${call.resource}${call.namespace ? ` in namespace ${call.namespace}` : ''} failed: ${describeApiError(err)}`, { verb: call.verb, resource: call.resource });
+  }
+
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons = [...this.problems.values()];
     return { ready: reasons.length === 0, reasons };

@@ -70,8 +70,8 @@ export class KubeSide implements ClusterView {
     const { options } = this;
     const clients = connect(options.kubeconfig);
     this.clients = clients;
-    this.events = new EventRecorder(clients.core, options.identity, options.log, this.health);
-    this.status = new ClipImageStatusWriter(clients.custom, options.log, this.health);
+    this.events = new EventRecorder(clients.core, options.identity, this.health);
+    this.status = new ClipImageStatusWriter(clients.custom, this.health);
     if (options.readPullSecrets) this.credentials = new CredentialReader(clients.core, options.log, this.health);
     options.index.onOutcome((requester, outcome) => void this.report(requester, outcome));
     this.nodeWatch = new ListWatch<V1Node>({
@@ -111,6 +111,7 @@ export class KubeSide implements ClusterView {
     this.lead(false);
     await this.transition;
     await this.nodeWatch?.stop();
+    this.clients?.close();
   }
 
   readiness(): { ready: boolean; reasons: string[] } {
@@ -125,7 +126,7 @@ export class KubeSide implements ClusterView {
       return claim.metadata?.annotations?.[key];
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      this.health.failed('read persistentvolumeclaims', { verb: 'get', resource: 'persistentvolumeclaims', namespace }, err);
+      this.health.refused('read persistentvolumeclaims', { verb: 'get', resource: 'persistentvolumeclaims', namespace }, err);
       throw new ClipError('UNAVAILABLE', `cannot read PersistentVolumeClaim ${namespace}/${name}: ${describeApiError(err)}`, { cause: err });
     }
   }

@@ -97,10 +97,11 @@ export class ListWatch<T extends WatchedObject> {
   private async loop(): Promise<void> {
     let backoff = BACKOFF_FIRST_MS;
     while (!this.stopped) {
-      const verb = this.resourceVersion === undefined ? 'list' : 'watch';
+      let verb = 'list';
       try {
         if (this.resourceVersion === undefined) await this.relist();
         if (this.stopped) break;
+        verb = 'watch';
         const healthy = await this.watchOnce();
         if (healthy) {
           backoff = BACKOFF_FIRST_MS;
@@ -148,7 +149,9 @@ export class ListWatch<T extends WatchedObject> {
     let events = 0;
     let failure: WatchEnded | undefined;
     return new Promise<boolean>((resolve, reject) => {
+      let ended = false;
       const done = (err: unknown): void => {
+        ended = true;
         this.abort = undefined;
         if (failure) reject(failure);
         else if (err && !this.stopped) reject(err);
@@ -177,6 +180,8 @@ export class ListWatch<T extends WatchedObject> {
         .then((controller) => {
           this.abort = controller;
           if (this.stopped || failure) controller.abort();
+          // Connected (a refused watch has ended by now): an earlier failure is over.
+          else if (!ended) this.options.health.clear(this.healthKey);
         }, reject);
     });
   }

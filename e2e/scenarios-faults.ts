@@ -1,0 +1,140 @@
+/**
+ * Scenarios 6–8: faults while pods read, and what Prometheus saw of the whole run.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readMountTable } from '../src/node/mount-utils.js';
+import { asPromQL, chartDashboard, renderedRuleGroups, type QueryResult } from '../test/helpers/monitoring.js';
+import { pollUntil } from '../test/helpers/poll.js';
+import { run } from '../test/helpers/processes.js';
+import type { Cluster } from './cluster.js';
+import type { Kubelet, Pod } from './kubelet.js';
+import { inPod } from './probes.js';
+import type { RunState, ScenarioResult } from './scenarios-volumes.js';
+
+/** The sha256 the reference listing (umoci's unpack) gives a file, as `sha256sum` prints it. */
+function referenceSum(state: RunState, path: string): string {
+  const line = state.reference?.split('\n').find((entry) => entry.endsWith(`  ./${path}`));
+  assert.ok(line, `${path} is in the reference listing`);
+  return line.split(' ')[0] as string;
+}
+
+/** Reads a file in the pod: its sha256 when the whole read worked, or the error `cat` printed. */
+async function readIn(kubelet: Kubelet, pod: Pod, path: string): Promise<{ sum?: string; error?: string }> {
+  const result = await kubelet.exec(pod, `cat /data/${path} > /tmp/read && sha256sum < /tmp/read`);
+  if (result.code === 0) return { sum: result.stdout.split(' ')[0] as string };
+  return { error: result.stderr.trim() };
+}
+
+export async function scenario6(cluster: Cluster, state: RunState): Promise<ScenarioResult> {
+  const kubelet = cluster.kubelets[1]!;
+  const pod = state.readerB;
+  assert.ok(pod, 'scenario 2 left its pod running');
+  const warm = 'usr/bin/python3.11';
+  const cold = 'bin/dash';
+  assert.equal((await readIn(kubelet, pod, warm)).sum, referenceSum(state, warm));
+  // The registry goes away: every connection to it is closed without an answer.
+  cluster.proxy.addFault({ kind: 'drop' }, { times: Number.MAX_SAFE_INTEGER });
+  const started = performance.now();
+  let cached: { sum?: string; error?: string };
+  let coldRead: { sum?: string; error?: string };
+  try {
+    cached = await readIn(kubelet, pod, warm);
+    coldRead = await readIn(kubelet, pod, cold);
+  } finally {
+    cluster.proxy.clearFaults();
+  }
+  const failMs = performance.now() - started;
+  assert.equal(cached.sum, referenceSum(state, warm), `cached data is still read: ${cached.error}`);
+  assert.equal(coldRead.sum, undefined, 'a cold read cannot succeed without the registry');
+  assert.match(coldRead.error ?? '', /Input\/output error/, 'a cold read fails with EIO');
+  // The registry is back: the same read works, with the right bytes.
+  const recovered = await pollUntil('the cold read works again', () => readIn(kubelet, pod, cold), (read) => read.sum !== undefined, 30_000);
+  assert.equal(recovered.sum, referenceSum(state, cold));
+  return { details: `registry down: cached read OK, cold read EIO (after ${failMs.toFixed(0)} ms, never wrong bytes); recovered with the right bytes` };
+}
+
+/** How long the running container is given to see the re-bound target before it is restarted. */
+const PROPAGATION_WAIT_MS = 5_000;
+
+/**
+ * The plugin is killed while a pod reads, then started again (issue 17, restart survival, is not
+ * done yet: docs/node.md "Restarts" is the behaviour asserted). While it is dead the pod sees
+ * ENOTCONN; the new plugin re-binds the target (kubelet's view: the right bytes at the target
+ * path); a restarted container (a liveness probe's doing) reads the right bytes again. Whether the
+ * running container, bound with rslave (HostToContainer), sees the new mount is reported: the
+ * plugin unmounts the dead target before binding the new one, and a mount made after the unmount
+ * does not propagate into an rslave copy of the old one (only a mount stacked on it would).
+ */
+export async function scenario7(cluster: Cluster, state: RunState): Promise<ScenarioResult> {
+  const kubelet = cluster.kubelets[0]!;
+  const plugin = kubelet.plugin;
+  let pod = state.readerA;
+  assert.ok(pod, 'scenario 1 left its pod running');
+  const path = 'usr/share/zoneinfo/Europe/Paris';
+  const expected = referenceSum(state, path);
+  assert.equal((await readIn(kubelet, pod, path)).sum, expected);
+  const killedAt = performance.now();
+  await plugin.stop('SIGKILL');
+  const dead = await readIn(kubelet, pod, path);
+  assert.match(dead.error ?? '', /Transport endpoint is not connected/, `with the plugin dead the pod sees ENOTCONN: ${JSON.stringify(dead)}`);
+  await plugin.start();
+  const readyMs = performance.now() - killedAt;
+  const target = pod.targetPath;
+  await pollUntil('the target is re-bound on the host', () => readMountTable(), (table) => table.some((entry) => entry.mountPoint === target && entry.fsType.startsWith('fuse')), 30_000);
+  const onHost = await run('sha256sum', [join(target, path)]);
+  assert.equal(onHost.stdout.split(' ')[0], expected, `the re-bound target serves the right bytes: ${onHost.stderr}`);
+  const reboundMs = performance.now() - killedAt;
+  const running = await pollUntil('the running container reads again', () => readIn(kubelet, pod!, path), (read) => read.sum !== undefined, PROPAGATION_WAIT_MS).catch(() => undefined);
+  if (running) assert.equal(running.sum, expected);
+  pod = await kubelet.restartContainer(pod);
+  state.readerA = pod;
+  assert.equal((await readIn(kubelet, pod, path)).sum, expected, 'a restarted container reads the right bytes');
+  await inPod(kubelet, pod, `chroot /data /bin/sh -c 'echo restarted'`);
+  const seen = running
+    ? 'the running container read again (HostToContainer)'
+    : `KNOWN: the running container still sees ENOTCONN ${(PROPAGATION_WAIT_MS / 1000).toFixed(0)} s after the re-bind (docs/node.md says HostToContainer recovers)`;
+  return { details: `plugin killed: ENOTCONN in the pod; plugin ready after ${(readyMs / 1000).toFixed(1)} s, target re-bound after ${(reboundMs / 1000).toFixed(1)} s; ${seen}; a restarted container reads the right bytes` };
+}
+
+const hasData = (result: QueryResult): boolean => result.status === 'success' && (result.data?.result.length ?? 0) > 0;
+
+/** The alerts the run's faults are meant to fire: scenario 5's refused publish and its refused index job. */
+export const EXPECTED_ALERTS = ['ClipCSIPublishErrors', 'ClipCSIControllerIndexingFailures'];
+
+export async function scenario8(cluster: Cluster, runSeconds: number): Promise<ScenarioResult> {
+  const prometheus = cluster.prometheus;
+  const window = `${Math.max(60, Math.ceil(runSeconds))}s`;
+  // Every target was scraped: both node plugins and the controller.
+  const up = await prometheus.query('count by (job) (up == 1)');
+  assert.deepEqual(Object.fromEntries((up.data?.result ?? []).map((r) => [r.metric['job'], r.value[1]])), { 'clip-csi-node': '2', 'clip-csi-controller': '1' });
+  // Throughout the run: every scrape of the controller and of node B worked (node A was down in scenario 7).
+  const nodeB = cluster.nodes[1]!.options.metricsAddress;
+  const gaps = await prometheus.query(`min_over_time(up{job="clip-csi-controller"}[${window}]) < 1 or min_over_time(up{instance="${nodeB}"}[${window}]) < 1`);
+  assert.equal(gaps.data?.result.length, 0, `scrapes failed: ${JSON.stringify(gaps.data?.result)}`);
+  const dashboard = await chartDashboard();
+  let queries = 0;
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) {
+      const expr = asPromQL(target.expr, window);
+      await pollUntil(`panel "${panel.title}" has data for ${expr}`, () => prometheus.query(expr), hasData, 30_000);
+      queries++;
+    }
+  }
+  const rules = (await renderedRuleGroups()).groups.flatMap((group) => group.rules);
+  // The faults' alerts: their conditions hold once Prometheus has scraped the failures (bounded wait).
+  for (const alert of EXPECTED_ALERTS) {
+    const rule = rules.find((candidate) => candidate.alert === alert);
+    assert.ok(rule, `the chart has the alert ${alert}`);
+    await pollUntil(`${alert} fires for the run's faults`, () => prometheus.query(rule.expr), hasData, 30_000);
+  }
+  const firing: string[] = [];
+  for (const rule of rules) {
+    const result = await prometheus.query(rule.expr);
+    assert.equal(result.status, 'success', `${rule.alert}: ${result.error}`);
+    if (hasData(result)) firing.push(rule.alert);
+  }
+  const unexpected = firing.filter((alert) => !EXPECTED_ALERTS.includes(alert));
+  assert.deepEqual(unexpected, [], `alerts whose condition holds though no fault should cause them: ${unexpected.join(', ')}`);
+  return { details: `${queries} dashboard queries with data over ${window}; ${rules.length} alert rules, conditions true: ${firing.join(', ')} (expected)` };
+}
