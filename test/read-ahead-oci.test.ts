@@ -6,20 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { OriginRange } from '../src/clipcore/cache/span-cache.js';
 import { FetchSlots } from '../src/clipcore/cache/fetch-slots.js';
 import { mountArchive, type MountArchiveOptions, type MountHandle } from '../src/clipcore/fuse/mount.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { RequestInfo } from './harness/counting-proxy.js';
-import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
 import { run } from './helpers/processes.js';
-import { hashOf, setupReadPathImage, type ReadPathImage } from './helpers/read-path-fixtures.js';
+import { hashOf, type ReadPathImage, withReadPathImage } from './helpers/read-path-fixtures.js';
 
 const RANGE_READER = fileURLToPath(new URL('./helpers/range-reader.js', import.meta.url));
 const REGISTRY = { retries: 2, retryBaseDelayMs: 5, retryMaxDelayMs: 20, timeoutMs: 5000 };
@@ -51,16 +48,9 @@ describe('oci read-ahead, merged range requests and fetch bounds through FUSE', 
   let image: ReadPathImage;
   let mountCount = 0;
 
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'clip-read-ahead-'));
-    image = await setupReadPathImage(work);
-  });
-
-  after(async () => {
-    await unmountAllUnder(work);
-    await image?.stop();
-    assert.deepEqual(await fuseMountsUnder(work), []);
-    await rm(work, { recursive: true, force: true });
+  withReadPathImage('clip-read-ahead-', (w, i) => {
+    work = w;
+    image = i;
   });
 
   async function withMount(options: Partial<MountArchiveOptions>, use: (root: string, handle: MountHandle) => Promise<void>): Promise<void> {
