@@ -197,6 +197,24 @@ describe('against the test API server', () => {
     assert.deepEqual(changes, ['one:true', 'one:false', 'two:true', 'two:false']);
   });
 
+  it('a quiet watch lives past 30 s: no reconnect, no relist (client-node 2.0.0 aborted every watch at 30 s)', async () => {
+    const index: IndexService = { submit: () => undefined, withdraw: () => undefined, onOutcome: () => undefined };
+    const side = new KubeSide({ kubeconfig, driverName: DRIVER, readPullSecrets: false, platforms: ['linux/amd64'], leaderElection: false, identity: 'quiet', log: silentLogger, index, onLeaderChange: () => undefined });
+    const podWatches = (): number => api.requests.filter((request) => request.path === '/api/v1/pods' && request.query['watch'] === 'true').length;
+    const before = podWatches();
+    await side.start();
+    try {
+      await until(() => api.watchCount('pods') === 1 && side.readiness().ready);
+      // The duration is what is tested here: a watch with no event for longer than 30 s.
+      await new Promise((resolve) => setTimeout(resolve, 35_000));
+      assert.equal(api.watchCount('pods'), 1);
+      assert.equal(podWatches() - before, 1);
+      assert.deepEqual(side.readiness(), { ready: true, reasons: [] });
+    } finally {
+      await side.stop();
+    }
+  });
+
   it('reads a PVC annotation through the API; a missing PVC or annotation is undefined', async () => {
     const index: IndexService = { submit: () => undefined, withdraw: () => undefined, onOutcome: () => undefined };
     const side = new KubeSide({ kubeconfig, driverName: DRIVER, readPullSecrets: false, platforms: ['linux/amd64'], leaderElection: true, leaderElectionNamespace: 'team', identity: 'x', log: silentLogger, index, onLeaderChange: () => undefined });

@@ -70,11 +70,6 @@ export class ListWatch<T extends WatchedObject> {
     options.health.set(this.healthKey, `${options.resource} not listed yet`);
   }
 
-  /** True once a first full list reached the sink. */
-  get synced(): boolean {
-    return this.syncedOnce;
-  }
-
   /** Resolves after the first full list (or at stop). */
   whenSynced(): Promise<void> {
     if (this.syncedOnce || this.stopped) return Promise.resolve();

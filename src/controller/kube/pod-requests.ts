@@ -32,10 +32,6 @@ export class PodRequests implements WatchSink<V1Pod> {
 
   constructor(private readonly options: PodRequestsOptions) {}
 
-  get size(): number {
-    return this.pods.size;
-  }
-
   /** The image a pod asked for, for messages; undefined when it asked for several. */
   imageOf(uid: string): string | undefined {
     const images = new Set(this.pods.get(uid)?.volumes.map((volume) => volume.image));
