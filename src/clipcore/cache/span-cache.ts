@@ -6,6 +6,7 @@ import { ByteLru } from '../read/byte-lru.js';
 import type { ContentCache } from './content-cache.js';
 import type { DiskCache } from './disk-cache.js';
 import { DEFAULT_MOUNT_FETCHES, FetchSlots, NODE_FETCH_SLOTS } from './fetch-slots.js';
+import { mergeableRuns } from './merge-runs.js';
 
 /**
  * One span of a blob (a layer's uncompressed tar stream, a data blob), as the tiers see it.
@@ -73,13 +74,6 @@ export const DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024;
 /** Disk writes run in the background, two at a time; beyond this many queued bytes, new ones are dropped. */
 const MAX_QUEUED_WRITE_BYTES = 128 * 1024 * 1024;
 const WRITE_CONCURRENCY = 2;
-/**
- * Read-ahead merges neighbouring spans of a blob into one range request of at most this many
- * spans and bytes: fewer round trips, while several requests still run at once and the first
- * span of a request is not held back long behind the others.
- */
-const MERGE_SPANS = 4;
-const MERGE_BYTES = 8 * 1024 * 1024;
 
 interface LoadOptions {
   readonly onDemand: boolean;
@@ -392,27 +386,6 @@ export class SpanCache {
         });
     }
   }
-}
-
-/** Consecutive spans of one blob whose origin ranges touch, cut at MERGE_SPANS and MERGE_BYTES. */
-function mergeableRuns(refs: readonly SpanRef[]): SpanRef[][] {
-  const runs: SpanRef[][] = [];
-  let run: SpanRef[] = [];
-  for (const ref of refs) {
-    const range = ref.originRange;
-    const head = run[0]?.originRange;
-    const previous = run[run.length - 1]?.originRange;
-    const joins =
-      range !== undefined && head !== undefined && previous !== undefined && range.blob === previous.blob &&
-      range.start >= previous.start && range.start <= previous.end && run.length < MERGE_SPANS && range.end - head.start <= MERGE_BYTES;
-    if (!joins && run.length > 0) {
-      runs.push(run);
-      run = [];
-    }
-    run.push(ref);
-  }
-  if (run.length > 0) runs.push(run);
-  return runs;
 }
 
 /** Wrong bytes (a digest or length that does not match the index), not a transport failure. */

@@ -16,7 +16,7 @@ const SEQUENTIAL_SLACK = 512 * 1024;
 const STREAMS = 32;
 export const DEFAULT_READ_AHEAD_SPANS = 2;
 /** How far read-ahead grows while a reader stays sequential. */
-export const MAX_READ_AHEAD_SPANS = 16;
+const MAX_READ_AHEAD_SPANS = 16;
 
 /** A sequential reader: where its reads end, and how far ahead of it spans are loaded. */
 interface Stream {
