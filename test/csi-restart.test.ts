@@ -3,12 +3,15 @@
  * publish that gives up waiting while the image is still being indexed.
  */
 import assert from 'node:assert/strict';
-import { access, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { spawn, execFile } from 'node:child_process';
+import { access, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, afterEach, before, describe, it } from 'node:test';
 import grpc from '@grpc/grpc-js';
-import { runCommand } from '../src/node/mount-utils.js';
+import { mountsAt, runCommand, unmountAll } from '../src/node/mount-utils.js';
+import { MAX_DEAD_MOUNTS } from '../src/node/node-volumes.js';
 import { connectCsi, ephemeralContext, expectGrpcError, MOUNT_CAPABILITY, type CsiClient, type PublishRequest } from './helpers/csi-client.js';
 import {
   cleanupPluginDir,
@@ -149,6 +152,129 @@ describe('clip node: restarts and slow indexing', () => {
     assert.equal(await second.plugin.stop(), 0);
     assert.deepEqual(await mountsUnder(dir), [], 'nothing left mounted once every volume is unpublished');
     assert.deepEqual(await readdir(join(second.plugin.stateDir, 'volumes')), [], 'writable layers deleted');
+  });
+
+  /**
+   * A container with `mountPropagation: HostToContainer`, as runc makes it: its own mount namespace
+   * (a slave of the host's) where each volume's target is bound (`rbind`, `rslave`) at a path of
+   * its own: the container holds copies of the targets' mounts, not of their parent directories.
+   * `read` and `write` take a volume's index and a path in it.
+   */
+  async function startContainer(volumes: readonly PodVolume[]): Promise<{ read: (volume: number, path: string) => Promise<string>; write: (volume: number, path: string, text: string) => Promise<void>; stop: () => Promise<void> }> {
+    const root = await mkdtemp(join(dir, 'container-'));
+    const views = volumes.map((_, index) => join(root, `volume-${index}`));
+    const binds = volumes.map((volume, index) => `mkdir -p '${views[index]}' && mount --rbind '${volume.targetPath}' '${views[index]}' && mount --make-rslave '${views[index]}'`);
+    const child = spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', `${binds.join(' && ')} && echo ready && exec sleep 600`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const ready = await new Promise<boolean>((resolve) => {
+      child.once('exit', () => resolve(false));
+      child.stdout.once('data', () => resolve(true));
+    });
+    assert.ok(ready, 'the container starts');
+    const inside = async (script: string, ...args: string[]): Promise<string> => {
+      try {
+        return (await promisify(execFile)('nsenter', ['-t', String(child.pid), '-m', 'sh', '-c', script, 'sh', ...args], { timeout: 10_000 })).stdout;
+      } catch (err) {
+        return `<${(err as { stderr?: string }).stderr?.trim() ?? String(err)}>`;
+      }
+    };
+    return {
+      read: (volume, path) => inside('cat "$1"', join(views[volume] as string, path)),
+      write: async (volume, path, text) => assert.equal(await inside('printf %s "$2" > "$1"', join(views[volume] as string, path), text), ''),
+      stop: async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.kill('SIGKILL');
+          await exited;
+        }
+      },
+    };
+  }
+
+  async function waitUntilContainerReads(read: () => Promise<string>, expected: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = await read();
+      if (text === expected) return;
+      if (Date.now() > deadline) assert.fail(`the container still reads ${text}`);
+      await delay(50);
+    }
+  }
+
+  it('HostToContainer: a running container reads its volumes again after each restart (the new mounts stack on the dead ones); unpublish removes every layer', async () => {
+    const readOnly = await podVolume(dir);
+    const writable = await podVolume(dir);
+    // kubelet's directory is a shared mount on a node: the targets' mounts then propagate to containers.
+    const shared: string[] = [];
+    const containers: Array<{ stop: () => Promise<void> }> = [];
+    try {
+      for (const volume of [readOnly, writable]) {
+        const parent = dirname(volume.targetPath);
+        assert.equal((await runCommand('mount', ['--bind', parent, parent])).code, 0);
+        shared.push(parent);
+        assert.equal((await runCommand('mount', ['--make-shared', parent])).code, 0);
+      }
+      const first = await start();
+      await first.csi.NodePublishVolume(request(readOnly, true));
+      await first.csi.NodePublishVolume(request(writable, false));
+      const hello = 'hello.txt';
+      const early = await startContainer([readOnly, writable]);
+      containers.push(early);
+      assert.equal(await early.read(0, hello), 'hello across restarts\n');
+      await early.write(1, 'state.txt', 'written by the container\n');
+
+      await first.plugin.kill9();
+      assert.match(await early.read(0, hello), /Transport endpoint is not connected/);
+      assert.match(await early.read(1, hello), /Transport endpoint is not connected/);
+
+      const second = await start();
+      await waitUntilContainerReads(() => early.read(0, hello), 'hello across restarts\n');
+      await waitUntilContainerReads(() => early.read(1, hello), 'hello across restarts\n');
+      assert.equal(await early.read(1, 'state.txt'), 'written by the container\n', 'the writable layer survives');
+      await early.write(1, 'state.txt', 'written after the first restart\n');
+      // A container started now (a restarted one) holds copies of the new top mounts only.
+      const late = await startContainer([readOnly, writable]);
+      containers.push(late);
+      assert.equal(await late.read(0, hello), 'hello across restarts\n');
+
+      await second.plugin.kill9();
+      const third = await start();
+      for (const container of [early, late]) {
+        await waitUntilContainerReads(() => container.read(0, hello), 'hello across restarts\n');
+        await waitUntilContainerReads(() => container.read(1, 'state.txt'), 'written after the first restart\n');
+      }
+      await assert.rejects(writeFile(join(readOnly.targetPath, 'x'), 'x'), { code: 'EROFS' });
+      await assertNoDeadFuseMounts();
+      for (const volume of [readOnly, writable]) {
+        assert.equal((await mountsAt(volume.targetPath)).length, 3, 'two dead layers and the live one');
+        await third.csi.NodeUnpublishVolume({ volume_id: volume.volumeId, target_path: volume.targetPath });
+        assert.deepEqual(await mountsAt(volume.targetPath), [], 'no layer left at the target');
+        await assert.rejects(access(volume.targetPath), { code: 'ENOENT' });
+      }
+    } finally {
+      for (const container of containers) await container.stop();
+      for (const parent of shared.reverse()) await unmountAll(parent);
+    }
+  });
+
+  it(`a target keeps at most ${MAX_DEAD_MOUNTS} dead mounts under the live one: one restart more mounts it afresh`, async () => {
+    const volume = await podVolume(dir);
+    let current = await start();
+    await current.csi.NodePublishVolume(request(volume, false));
+    await writeFile(join(volume.targetPath, 'state.txt'), 'kept\n');
+    const depths: number[] = [];
+    for (let restart = 0; restart <= MAX_DEAD_MOUNTS; restart++) {
+      await current.plugin.kill9();
+      current = await start();
+      // hello.txt is in the image (the dead overlays answer ENOTCONN for it): readable once restored.
+      await waitUntilReadable(join(volume.targetPath, 'hello.txt'), 'hello across restarts\n');
+      depths.push((await mountsAt(volume.targetPath)).length);
+    }
+    const stacked = Array.from({ length: MAX_DEAD_MOUNTS }, (_, index) => index + 2);
+    assert.deepEqual(depths, [...stacked, 1], 'one more dead mount per restart, then a fresh start');
+    assert.equal(await readFile(join(volume.targetPath, 'state.txt'), 'utf8'), 'kept\n');
+    assert.ok(current.plugin.logs().some((line) => line.msg.startsWith('the target holds too many mounts of earlier processes')));
+    await current.csi.NodeUnpublishVolume({ volume_id: volume.volumeId, target_path: volume.targetPath });
+    assert.deepEqual(await mountsAt(volume.targetPath), []);
   });
 
   it('SIGTERM leaves the mounts pods use in place; the next process takes them over', async () => {

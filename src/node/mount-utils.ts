@@ -59,13 +59,14 @@ export const TARGET_MOUNT_OPTIONS = ['nodev', 'nosuid'] as const;
 
 /**
  * Bind-mounts `source` at `target`, then remounts it `nodev,nosuid` (and `ro`): a bind takes
- * per-mount flags only from a second, remounting call.
+ * per-mount flags only from a second, remounting call. `target` may be a dead FUSE mount (the new
+ * mount is stacked on it): `--no-canonicalize` keeps mount(8) from stat-ing it.
  */
 export async function bindMount(source: string, target: string, readOnly: boolean): Promise<void> {
-  await mustRun(`bind mount of ${source} at ${target}`, 'mount', ['--bind', source, target]);
+  await mustRun(`bind mount of ${source} at ${target}`, 'mount', ['--no-canonicalize', '--bind', source, target]);
   const options = ['remount', 'bind', ...TARGET_MOUNT_OPTIONS, ...(readOnly ? ['ro'] : [])].join(',');
   try {
-    await mustRun(`remount of ${target} (${options})`, 'mount', ['-o', options, target]);
+    await mustRun(`remount of ${target} (${options})`, 'mount', ['--no-canonicalize', '-o', options, target]);
   } catch (err) {
     await unmountTop(target);
     throw err;
@@ -74,14 +75,16 @@ export async function bindMount(source: string, target: string, readOnly: boolea
 
 /**
  * Kernel overlayfs: the image as the read-only lower layer, writes going to `upper`. overlayfs
- * splits its options on ',' and lowerdir on ':', so neither may appear in the paths.
+ * splits its options on ',' and lowerdir on ':', so neither may appear in the paths. After a
+ * restart the new overlay is stacked on the dead one at `target`, which still holds `upper` and
+ * `work`: `index=off` (most kernels' default) makes overlayfs accept that instead of EBUSY.
  */
 export async function overlayMount(lower: string, upper: string, work: string, target: string): Promise<void> {
   for (const path of [lower, upper, work]) {
     if (/[,:]/.test(path)) throw new ClipError('INVALID_ARGUMENT', `overlay path ${path} may not contain ',' or ':'`);
   }
-  const options = [...TARGET_MOUNT_OPTIONS, `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`].join(',');
-  await mustRun(`overlay mount at ${target}`, 'mount', ['-t', 'overlay', 'clip-overlay', '-o', options, target]);
+  const options = [...TARGET_MOUNT_OPTIONS, `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`, 'index=off'].join(',');
+  await mustRun(`overlay mount at ${target}`, 'mount', ['--no-canonicalize', '-t', 'overlay', 'clip-overlay', '-o', options, target]);
 }
 
 /** The mount on top at `path` (the one a process there sees), if any. */

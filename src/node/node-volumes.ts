@@ -11,6 +11,7 @@ import { chmod, chown, mkdir, readdir, rm, rmdir, stat, statfs } from 'node:fs/p
 import { dirname, isAbsolute, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import {
+  CLIP_FUSE_NAME,
   credentialsFromSecrets,
   describeError,
   imageKeyOf,
@@ -25,7 +26,7 @@ import type { CallContext, NodeService } from '../csi/server.js';
 import type { NodeGetVolumeStatsResponse, NodePublishVolumeRequest, VolumeUsage } from '../csi/types.js';
 import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest, type ImageUser } from './images.js';
 import { KeyedLock } from './keyed-lock.js';
-import { bindMount, detachFuse, isMountPoint, overlayMount, readMountTable, topMountAt, unmountTop, type MountEntry } from './mount-utils.js';
+import { bindMount, detachFuse, isMountPoint, mountsAt, overlayMount, readMountTable, topMountAt, unmountTop, type MountEntry } from './mount-utils.js';
 import { RECORD_VERSION, StateDir, type PublishRecord } from './state.js';
 import { checkTarget, resolvePath, type TargetRules } from './target-path.js';
 import { parsePublishRequest, requirePath, requirePathField, requireVolumeId, type PublishSpec } from './volume-spec.js';
@@ -51,6 +52,13 @@ export interface NodeVolumesOptions {
 
 /** Time kept between our answer and the caller's deadline, so the answer arrives before it gives up. */
 const DEADLINE_MARGIN_MS = 2_000;
+
+/**
+ * The most (dead) mounts of earlier processes a target keeps under the live one: one per plugin
+ * restart while the volume is published. A mount below the top cannot be unmounted alone (the
+ * mounts on it go with it, in containers too): a deeper stack is unmounted whole and mounted afresh.
+ */
+export const MAX_DEAD_MOUNTS = 3;
 
 export class NodeVolumes {
   private readonly records = new Map<string, PublishRecord>();
@@ -211,7 +219,7 @@ export class NodeVolumes {
         this.records.set(record.id, record);
         await this.options.state.saveRecord(record);
       }
-      await this.mountTarget(record, image);
+      await this.mountTarget(record, image, !isNew);
       this.live.add(record.id);
     } catch (err) {
       if (isNew) await this.forget(record).catch(() => undefined);
@@ -219,13 +227,22 @@ export class NodeVolumes {
     }
   }
 
-  private async mountTarget(record: PublishRecord, image: ImageMount): Promise<void> {
+  /**
+   * Mounts the volume at its target. A volume mounted there before (a restore, a republish) gets
+   * its new mount stacked on the (dead) mounts an earlier process left: a container whose copy of
+   * the target is a slave of it (`mountPropagation: HostToContainer`) receives a mount made on top
+   * of that copy's master, never one made at the target after unmounting it. Otherwise what this
+   * plugin left at the target goes first; a mount anyone else made there stops the publish.
+   */
+  private async mountTarget(record: PublishRecord, image: ImageMount, restack: boolean): Promise<void> {
     const target = record.targetPath;
-    // What this plugin left at the target goes first; a mount anyone else made there stops the publish.
-    await this.clearTarget(target, 'FAILED_PRECONDITION');
-    const existing = await stat(target).catch(() => undefined);
-    if (existing && !existing.isDirectory()) throw invalidArgument(`target_path ${quote(target)} exists and is not a directory`);
-    await mkdir(target, { recursive: true });
+    const stacking = restack && (await this.canStackAt(target, record));
+    if (!stacking) {
+      await this.clearTarget(target, 'FAILED_PRECONDITION');
+      const existing = await stat(target).catch(() => undefined);
+      if (existing && !existing.isDirectory()) throw invalidArgument(`target_path ${quote(target)} exists and is not a directory`);
+      await mkdir(target, { recursive: true });
+    }
     try {
       if (record.readOnly) {
         await bindMount(image.mountPoint, target, true);
@@ -242,12 +259,29 @@ export class NodeVolumes {
           await chown(upper, root.uid, root.gid);
           await chmod(upper, root.mode);
         }
+        // Stacked on a dead overlay, the new one takes the same upper layer: what the pod wrote.
         await overlayMount(image.mountPoint, upper, work, target);
       }
     } catch (err) {
-      await this.clearTarget(target, 'FAILED_PRECONDITION').catch(() => undefined);
+      // A failed stacking leaves the layers below as they were: a retry stacks again.
+      if (!stacking) await this.clearTarget(target, 'FAILED_PRECONDITION').catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Whether the target holds mounts, all this plugin's, few enough to stack one more on. */
+  private async canStackAt(target: string, record: PublishRecord): Promise<boolean> {
+    const stack = await mountsAt(target);
+    if (stack.length === 0) return false;
+    const table = await readMountTable();
+    if (!stack.every((entry) => this.isOwnMount(entry, table))) return false;
+    if (stack.length <= MAX_DEAD_MOUNTS) return true;
+    this.options.log('warn', 'the target holds too many mounts of earlier processes; they are unmounted: a running container sees the volume again only once it restarts', {
+      volume_id: record.volumeId,
+      target_path: target,
+      mounts: stack.length,
+    });
+    return false;
   }
 
   /**
@@ -274,11 +308,15 @@ export class NodeVolumes {
     }
   }
 
-  /** A bind of one of this plugin's image mounts (same device), or an overlay whose lower layer is one. */
+  /**
+   * A bind of one of this plugin's image mounts (same device), or of one whose server died (its
+   * image mount detached since: known by clip's FUSE name), or an overlay whose lower layer is one.
+   */
   private isOwnMount(entry: MountEntry, table: readonly MountEntry[]): boolean {
     const imagesPrefix = `${this.options.state.imagesDir}/`;
     if (entry.fsType === 'overlay') return entry.superOptions.split(',').some((option) => option.startsWith(`lowerdir=${imagesPrefix}`));
     if (!entry.fsType.startsWith('fuse')) return false;
+    if (entry.fsType === `fuse.${CLIP_FUSE_NAME}` && entry.source === CLIP_FUSE_NAME) return true;
     return table.some((image) => image.mountPoint.startsWith(imagesPrefix) && image.fsType.startsWith('fuse') && image.devId === entry.devId);
   }
 
@@ -371,8 +409,9 @@ export class NodeVolumes {
 
   /**
    * The FUSE mounts of a dead process answer ENOTCONN, and so do the binds and overlays made of
-   * them: every one is unmounted. Targets of recorded volumes are mounted again by `restore`;
-   * the others (volumes removed while no plugin ran) are removed.
+   * them. Targets of recorded volumes keep theirs: `restore` stacks the new mounts on them (so
+   * that they propagate to containers), and unpublish unmounts every layer. The other targets
+   * (volumes removed while no plugin ran) are unmounted and removed; the image mounts detached.
    */
   private async cleanStaleMounts(records: readonly PublishRecord[], table: readonly MountEntry[]): Promise<void> {
     const { state, log } = this.options;
@@ -385,16 +424,14 @@ export class NodeVolumes {
       if (entry.mountPoint.startsWith(imagesPrefix)) continue;
       const bindOfImage = entry.fsType.startsWith('fuse') && staleDevices.has(entry.devId);
       const overlayOfImage = entry.fsType === 'overlay' && entry.superOptions.includes(`lowerdir=${imagesPrefix}`);
-      if (bindOfImage || overlayOfImage) targets.add(entry.mountPoint);
+      if ((bindOfImage || overlayOfImage) && !recordTargets.has(entry.mountPoint)) targets.add(entry.mountPoint);
     }
     // Deepest first, so that nothing stacked inside a target is left behind.
     for (const target of [...targets].sort((a, b) => b.length - a.length)) {
       try {
         await this.clearTarget(target, 'FAILED_PRECONDITION');
-        if (!recordTargets.has(target)) {
-          await removeTarget(target, log);
-          log('info', 'removed the target of a volume that is no longer recorded', { target_path: target });
-        }
+        await removeTarget(target, log);
+        log('info', 'removed the target of a volume that is no longer recorded', { target_path: target });
       } catch (err) {
         log('error', 'cannot clean a stale target mount', { target_path: target, error: describeError(err) });
       }
@@ -437,7 +474,7 @@ export class NodeVolumes {
       }
       if (this.live.has(record.id)) return;
       try {
-        await this.mountTarget(record, image);
+        await this.mountTarget(record, image, true);
         this.live.add(record.id);
         log('info', 'volume restored', fields);
       } catch (err) {

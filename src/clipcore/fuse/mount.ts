@@ -41,6 +41,9 @@ export interface MountHandle {
 /** Immutable content: the kernel may cache attributes, entries and pages for a long time. */
 const CACHE_SECONDS = 86_400;
 
+/** The source (fsname) and subtype of every clip FUSE mount, as /proc/self/mountinfo shows them (`clip`, `fuse.clip`). */
+export const CLIP_FUSE_NAME = 'clip';
+
 /**
  * Opens an archive and prepares a read-only FUSE mount of it. The archive is opened and checked
  * here, so a bad archive fails before anything is mounted.
@@ -55,8 +58,8 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
   const fuse = new Fuse(mountPoint, operations, {
     // use_ino makes hard links share st_ino; ro makes the kernel refuse writes itself.
     // fuse-native has no flags for them, but joins options with commas, so they ride on fsname.
-    fsname: `clip,use_ino,ro,negative_timeout=${CACHE_SECONDS}`,
-    subtype: 'clip',
+    fsname: `${CLIP_FUSE_NAME},use_ino,ro,negative_timeout=${CACHE_SECONDS}`,
+    subtype: CLIP_FUSE_NAME,
     allowOther: options.allowOther ?? process.getuid?.() === 0,
     defaultPermissions: true,
     kernelCache: true,
