@@ -32,6 +32,10 @@ export interface BenchContext {
   /** Each layer of the debian image and the synthetic layer as a one-layer image. */
   readonly layerImages: readonly PushedLayerImage[];
   readonly synthetic: PushedBenchImage;
+  /** One layer holding one mostly-text file (the Go sources one after another), and its local copy. */
+  readonly text: PushedBenchImage & { readonly file: { readonly path: string; readonly localPath: string; readonly size: number } };
+  /** The debian image with three more package layers (13): a fresh `clip index` of many layers. Absent without apt. */
+  readonly many?: { readonly image: BenchImage; readonly ref: string };
   /** A containerd of this run, for a real runtime's pull (absent when not installed). */
   readonly containerd: Containerd | undefined;
   /** Figures one measurement leaves for another's comparison. */

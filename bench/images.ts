@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { pushImageDetailed, type RawLayer } from '../test/harness/image-builder.js';
 import type { RegistryEndpoint } from '../test/harness/registry-http.js';
 import { buildTarLayer, type GeneratedContent } from '../test/harness/tar-layer.js';
-import { exec } from './proc.js';
+import { check, exec } from './proc.js';
 import { CACHE_DIR } from './paths.js';
 
 export interface CachedLayer {
@@ -52,6 +52,12 @@ export const DEBIAN_PACKAGES = [
   'libpython3.11-minimal',
   'tzdata',
 ] as const;
+
+/**
+ * Three more packages (C, OpenSSL and SQLite development files) on top of DEBIAN_PACKAGES make
+ * the many-layer image (13 layers): a fresh `clip index` pays per-layer set-up 13 times.
+ */
+export const EXTRA_PACKAGES = ['libc6-dev', 'libssl-dev', 'libsqlite3-dev'] as const;
 
 /** Used when apt-get download fails: local directories that exist, until about 300 MB. */
 const FALLBACK_DIRS = ['/usr/share/perl', '/usr/lib/python3.11', '/usr/share/doc', '/usr/share/locale', '/usr/share/zoneinfo', '/usr/include', '/usr/share/i18n'];
@@ -171,6 +177,19 @@ export interface DebianLayers {
 
 /** The realistic image's layers, downloaded and built on first use. */
 export async function debianLayers(): Promise<DebianLayers> {
+  const layers = await packageLayers(DEBIAN_PACKAGES);
+  if (!('fallback' in layers)) return { layers };
+  return fallbackLayers(layers.fallback);
+}
+
+/** The many-layer image's extra layers (undefined when apt-get cannot download them). */
+export async function extraLayers(): Promise<CachedLayer[] | undefined> {
+  const layers = await packageLayers(EXTRA_PACKAGES);
+  return 'fallback' in layers ? undefined : layers;
+}
+
+/** One layer per package (`apt-get download`, `dpkg-deb --fsys-tarfile`), or why that failed. */
+async function packageLayers(packages: readonly string[]): Promise<CachedLayer[] | { fallback: string }> {
   const debDir = join(CACHE_DIR, 'debs');
   const blobDir = join(CACHE_DIR, 'blobs');
   await mkdir(debDir, { recursive: true });
@@ -178,7 +197,7 @@ export async function debianLayers(): Promise<DebianLayers> {
   const debFor = async (pkg: string): Promise<string | undefined> =>
     (await readdir(debDir)).find((file) => file.startsWith(`${pkg}_`) && file.endsWith('.deb'));
   const missing: string[] = [];
-  for (const pkg of DEBIAN_PACKAGES) if ((await debFor(pkg)) === undefined) missing.push(pkg);
+  for (const pkg of packages) if ((await debFor(pkg)) === undefined) missing.push(pkg);
   let fallback: string | undefined;
   if (missing.length > 0) {
     log(`downloading ${missing.join(', ')} with apt-get download into ${debDir}`);
@@ -187,7 +206,7 @@ export async function debianLayers(): Promise<DebianLayers> {
   }
   if (fallback === undefined) {
     const layers: CachedLayer[] = [];
-    for (const pkg of DEBIAN_PACKAGES) {
+    for (const pkg of packages) {
       const deb = await debFor(pkg);
       if (deb === undefined) {
         fallback = `apt-get download did not produce ${pkg}`;
@@ -201,8 +220,13 @@ export async function debianLayers(): Promise<DebianLayers> {
         layers.push(await writeLayerBlob(pkg, deb, commandStream('dpkg-deb', ['--fsys-tarfile', join(debDir, deb)]), blobPath));
       }
     }
-    if (fallback === undefined) return { layers };
+    if (fallback === undefined) return layers;
   }
+  return { fallback: fallback ?? 'no layer' };
+}
+
+async function fallbackLayers(fallback: string): Promise<DebianLayers> {
+  const blobDir = join(CACHE_DIR, 'blobs');
   log(`FALLBACK: ${fallback}; using tars of local directories instead of Debian packages`);
   const layers: CachedLayer[] = [];
   let total = 0;
@@ -231,6 +255,36 @@ export async function syntheticLayer(): Promise<CachedLayer> {
     ...SYNTHETIC_FILES.map((file) => ({ type: 'file' as const, path: file.path, content: syntheticContent(file.size, file.seed) })),
   ];
   return writeLayerBlob('synthetic-512m', 'generated', buildTarLayer(entries).open(), blobPath);
+}
+
+/** The mostly-text file of the text image: every file of the Go sources layer, one after another. */
+export const TEXT_FILE = 'data/go-src.txt';
+
+/**
+ * The text image's one layer (built on first use from the golang-1.19-src layer): real source
+ * text, which gzip shrinks about 4.7×, so inflate produces far more bytes per fetched byte than
+ * for the synthetic layer. The file's local copy (for baselines) stays in bench/.cache/text.
+ */
+export async function textLayer(goSources: CachedLayer): Promise<{ layer: CachedLayer; localPath: string; size: number }> {
+  const blobDir = join(CACHE_DIR, 'blobs');
+  const textDir = join(CACHE_DIR, 'text');
+  await mkdir(blobDir, { recursive: true });
+  await mkdir(textDir, { recursive: true });
+  const localPath = join(textDir, 'go-src.txt');
+  const blobPath = join(blobDir, 'text-go-src.tar.gz');
+  if (!(await exists(localPath))) {
+    log('building the text layer from the Go sources');
+    await check('bash', ['-c', `set -o pipefail; gzip -dc '${goSources.blobPath}' | tar -xOf - > '${localPath}.tmp'`]);
+    await rename(`${localPath}.tmp`, localPath);
+  }
+  const size = (await stat(localPath)).size;
+  const cached = await cachedLayer(blobPath);
+  if (cached) return { layer: cached, localPath, size };
+  const entries = [
+    { type: 'dir' as const, path: 'data' },
+    { type: 'file' as const, path: TEXT_FILE, content: await readFile(localPath) },
+  ];
+  return { layer: await writeLayerBlob('text-go-src', goSources.source, buildTarLayer(entries).open(), blobPath), localPath, size };
 }
 
 /** Local copies of the synthetic image's files (same generator, same bytes), for the local-disk baselines. */

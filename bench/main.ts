@@ -10,9 +10,10 @@ import { createFromOCIImage, type CreateFromOCIImageResult } from '../src/clipco
 import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { startRegistry, type RegistryHandle } from '../test/harness/registry.js';
 import type { BenchContext, PushedBenchImage, PushedLayerImage } from './context.js';
-import { cleanCache, debianLayers, packageVersions, pushCachedImage, syntheticLayer, type BenchImage } from './images.js';
+import { cleanCache, debianLayers, extraLayers, packageVersions, pushCachedImage, syntheticLayer, TEXT_FILE, textLayer, type BenchImage } from './images.js';
 import { startContainerd, type Containerd } from './containerd.js';
 import { machineInfo } from './machine.js';
+import { measureColdReads } from './measure-cold-reads.js';
 import { measureFuse, measureFuseTree } from './measure-fuse.js';
 import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureController } from './measure-controller.js';
@@ -78,6 +79,9 @@ try {
   const debian = await debianLayers();
   if (debian.fallback) results.note(`realistic image: ${debian.fallback}`);
   const synthetic = await syntheticLayer();
+  // The many-layer image exists only with the real packages (not with the fallback's directories).
+  const extra = debian.fallback ? undefined : await extraLayers();
+  const text = await textLayer(debian.layers[0] as BenchImage['layers'][number]);
   registry = await startRegistry();
   const endpoint = { url: registry.url };
   const debianImage: BenchImage = {
@@ -91,6 +95,15 @@ try {
   const pushStarted = process.hrtime.bigint();
   const debianDigest = await pushCachedImage(endpoint, debianImage);
   const syntheticDigest = await pushCachedImage(endpoint, syntheticImage);
+  const textImage: BenchImage = { repo: 'bench/text', tag: 'v1', layers: [text.layer], description: `one layer: ${TEXT_FILE}, every file of ${text.layer.source} one after another` };
+  const textDigest = await pushCachedImage(endpoint, textImage);
+  const manyImage: BenchImage | undefined = extra && {
+    repo: 'bench/debian-many',
+    tag: 'v1',
+    layers: [...debian.layers, ...extra],
+    description: `the debian image's packages and ${packageVersions(extra)}`,
+  };
+  if (manyImage) await pushCachedImage(endpoint, manyImage);
   const layerImages: PushedLayerImage[] = [];
   const layerRefs: Array<{ layer: BenchImage['layers'][number]; tag: string }> = [];
   for (const layer of [...debian.layers, synthetic]) {
@@ -108,7 +121,7 @@ try {
     layerImages.push({ layer, ref: layer === synthetic ? `${proxies.host}/bench/synthetic:v1` : `${proxies.host}/bench/layers:${tag}` });
   }
 
-  log('indexing both images once (default settings)');
+  log('indexing the images once (default settings)');
   const indexes = new Map<PushedBenchImage, CreateFromOCIImageResult>();
   const indexed = async (image: BenchImage, digest: string, name: string): Promise<PushedBenchImage> => {
     const ref = `${(proxies as Proxies).host}/${image.repo}:${image.tag}`;
@@ -120,19 +133,24 @@ try {
   };
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
+  // The same object as the index map's key, with the text file's details added.
+  const textPushed = Object.assign(await indexed(textImage, textDigest, 'text'), { file: { path: TEXT_FILE, localPath: text.localPath, size: text.size } });
 
   if (options.only.has('ttfb') || options.only.has('node')) {
     const started = await startContainerd(join(workDir, 'containerd'));
     if ('unavailable' in started) results.note(`no containerd pull to compare with: ${started.unavailable}`);
     else containerd = started;
   }
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, containerd, shared: { fullPulls: [] } };
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, text: textPushed, ...(manyImage && { many: { image: manyImage, ref: `${proxies.host}/${manyImage.repo}:${manyImage.tag}` } }), containerd, shared: { fullPulls: [] } };
   const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', fusetree: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
     ['size', '2. index size', () => measureIndexSize(ctx, indexes)],
     ['ttfb', '3. time to first byte', () => measureTtfb(ctx)],
-    ['fuse', '4. reads through FUSE', () => measureFuse(ctx)],
+    ['fuse', '4. reads through FUSE', async () => {
+      await measureFuse(ctx);
+      await measureColdReads(ctx);
+    }],
     ['fusetree', '4b. whole-tree metadata and concurrent cold reads through FUSE', () => measureFuseTree(ctx)],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
     ['controller', '6. controller', () => measureController(ctx)],
@@ -168,7 +186,7 @@ try {
     network: options.slow
       ? `loopback; clients → counting proxy → throttling proxy (+${options.latencyMs} ms per request, ${options.mbitPerSecond} Mbit/s shared by all responses) → docker-registry`
       : 'loopback; clients → counting proxy → docker-registry (no added latency or bandwidth limit)',
-    images: [describe(debianPushed), describe(syntheticPushed)],
+    images: [describe(debianPushed), describe(syntheticPushed), describe(textPushed)],
     seconds: msSince(started) / 1000,
   };
   const table = markdown(run, results);

@@ -173,13 +173,15 @@ async function measureIndexTimeWith(ctx: BenchContext, indexer: Indexer, shell: 
   // clip index's default concurrency is one layer per core: the image's baseline runs as many pipelines.
   const cores = availableParallelism();
   const cliCases = [...cliLayers.map(({ layer, ref }) => ({ name: `layer ${layer.name}`, ref, blobs: [layer.blobPath], parallel: 1 })),
-    { name: 'image debian', ref: ctx.debian.ref, blobs: ctx.debian.image.layers.map((l) => l.blobPath), parallel: cores }];
+    { name: 'image debian', ref: ctx.debian.ref, blobs: ctx.debian.image.layers.map((l) => l.blobPath), parallel: cores },
+    ...(ctx.many ? [{ name: `image debian-many (${ctx.many.image.layers.length} layers)`, ref: ctx.many.ref, blobs: ctx.many.image.layers.map((l) => l.blobPath), parallel: cores }] : [])];
   const nodeStart = await nodeStartNote(shell, options.runs);
   for (const { name, ref, blobs, parallel } of cliCases) {
     const times = await paired(freshRuns(options), () => timeCliIndex(ctx, shell, ref), () => timeBaseline(shell, blobs, parallel));
     const clip = summarize(times.clip.map(seconds), 's');
     results.add({
       ...(name === 'image debian' && { id: 'index.fresh.image' }),
+      ...(name.startsWith('image debian-many') && { id: 'index.fresh.many' }),
       section: INDEX,
       name: `${name}: \`clip index\` in a fresh process (default concurrency)`,
       clip: samples(clip),

@@ -14,9 +14,9 @@
  * when first used, as before.
  *
  * The bundle is made from tsc's output, so it runs exactly the code the tests import. Our package
- * is `"type": "module"`, so dist/bundle/ gets a package.json of its own saying CommonJS. The worker
- * is an entry of its own, `layer-worker.js`, found next to the code that starts it
- * (`new URL('./layer-worker.js', import.meta.url)`). bin/clip runs the bundle.
+ * is `"type": "module"`, so dist/bundle/ gets a package.json of its own saying CommonJS. Each worker
+ * (`layer-worker.js` for indexing, `inflate-worker.js` for cold reads) is an entry of its own, found
+ * next to the code that starts it (`new URL('./layer-worker.js', import.meta.url)`). bin/clip runs the bundle.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { build } from 'esbuild';
@@ -34,6 +34,7 @@ await build({
   entryPoints: {
     clip: 'dist/src/cli/main.js',
     'layer-worker': 'dist/src/clipcore/image/layer-worker.js',
+    'inflate-worker': 'dist/src/clipcore/compression/inflate-worker.js',
   },
   outdir: OUT_DIR,
   bundle: true,

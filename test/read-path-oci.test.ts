@@ -4,18 +4,16 @@
  * restarts, a full disk and metrics. Mounts are read from child processes only.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { mountArchive, type MountArchiveOptions, type MountHandle } from '../src/clipcore/fuse/mount.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import type { Fault } from './harness/counting-proxy.js';
-import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
 import { run, startClipMount } from './helpers/processes.js';
-import { hashOf, setupReadPathImage, type ReadPathImage } from './helpers/read-path-fixtures.js';
+import { hashOf, type ReadPathImage, withReadPathImage } from './helpers/read-path-fixtures.js';
 import { skipUnlessCi } from './helpers/ci-skip.js';
 
 interface LogLine {
@@ -56,16 +54,9 @@ describe('oci read path through FUSE', () => {
   let image: ReadPathImage;
   let mountCount = 0;
 
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'clip-read-path-'));
-    image = await setupReadPathImage(work);
-  });
-
-  after(async () => {
-    await unmountAllUnder(work);
-    await image?.stop();
-    assert.deepEqual(await fuseMountsUnder(work), []);
-    await rm(work, { recursive: true, force: true });
+  withReadPathImage('clip-read-path-', (w, i) => {
+    work = w;
+    image = i;
   });
 
   /** Mounts the image in this process; `use` reads it from child processes; always unmounts. */
@@ -206,15 +197,19 @@ describe('oci read path through FUSE', () => {
     }
   });
 
-  test('32 concurrent readers of one file: one registry fetch per span', async () => {
+  test('32 concurrent readers of one file: each span fetched once (neighbours may share a request)', async () => {
     image.proxy.resetStats();
     await withMount({}, async ({ root, handle }) => {
       const spans = handle.reader.spansOf('big.bin');
       assert.ok(spans.length >= 8);
       const results = await Promise.all(Array.from({ length: 32 }, () => hashOf(join(root, 'big.bin'))));
       for (const result of results) assert.equal(result.hash, image.files.get('big.bin'), result.stderr);
-      assert.equal(image.proxy.requestsFor('/blobs/'), spans.length);
-      assert.equal(image.proxy.bytesFor('/blobs/'), spans.reduce((sum, span) => sum + span.originLength, 0));
+      assert.ok(image.proxy.requestsFor('/blobs/') <= spans.length, `${image.proxy.requestsFor('/blobs/')} requests for ${spans.length} spans`);
+      // Merged neighbours share the byte where a gzip span starts mid-byte: between the union of
+      // the spans' bytes and their sum, never a span twice.
+      const sum = spans.reduce((total, span) => total + span.originLength, 0);
+      const bytes = image.proxy.bytesFor('/blobs/');
+      assert.ok(bytes <= sum && bytes >= sum - spans.length, `${bytes} bytes for spans of ${sum}`);
     });
   });
 

@@ -44,6 +44,9 @@ export interface ProxyStats {
   statuses: Map<number, number>;
   /** Every request seen, in order. */
   log: RequestInfo[];
+  /** Requests being answered now, and the most at any one time (since the last reset). */
+  inFlight: number;
+  maxInFlight: number;
 }
 
 /** A fault added to the proxy: how many requests it has hit so far. */
@@ -72,7 +75,7 @@ interface ActiveRule {
 }
 
 function emptyStats(): ProxyStats {
-  return { requests: 0, bytesOut: 0, byPath: new Map(), statuses: new Map(), log: [] };
+  return { requests: 0, bytesOut: 0, byPath: new Map(), statuses: new Map(), log: [], inFlight: 0, maxInFlight: 0 };
 }
 
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
@@ -103,6 +106,10 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const path = info.path.split('?')[0] as string;
     stats.requests++;
     stats.log.push(info);
+    const counted = stats;
+    counted.inFlight++;
+    counted.maxInFlight = Math.max(counted.maxInFlight, counted.inFlight);
+    res.on('close', () => counted.inFlight--);
     const fault = takeFault(info);
     if (fault?.kind === 'delay') {
       await delay(fault.ms);

@@ -3,13 +3,18 @@
  * fault-injecting proxy (so the archive records the proxy as its registry and every byte a mount
  * fetches is counted there). About 21 MiB uncompressed in two gzip layers, 1 MiB spans.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { createFromOCIImage } from '../../src/clipcore/image/create-from-oci.js';
 import { startCountingProxy, type CountingProxy } from '../harness/counting-proxy.js';
 import { pushImageDetailed } from '../harness/image-builder.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { buildTarLayer, contentBytes, patternContent, type FileContent, type LayerEntry, type TarLayer } from '../harness/tar-layer.js';
+import { fuseMountsUnder, unmountAllUnder } from './mounts.js';
 import { run } from './processes.js';
 
 export interface ReadPathImage {
@@ -18,6 +23,8 @@ export interface ReadPathImage {
   archive: string;
   /** File path in the image → sha256 hex of its content. */
   files: Map<string, string>;
+  /** File path in the image → its content (generated again on each call). */
+  content(path: string): Promise<Buffer>;
   layerDigests: string[];
   stop(): Promise<void>;
 }
@@ -68,6 +75,11 @@ export async function setupReadPathImage(work: string): Promise<ReadPathImage> {
       proxy,
       archive,
       files,
+      content: async (path) => {
+        const found = [...contents, ...second].find(([name]) => name === path);
+        if (found === undefined) throw new Error(`no file ${path} in the read-path image`);
+        return contentBytes(found[1]);
+      },
       layerDigests: pushed.layers.map((l) => l.digest),
       stop: async () => {
         await proxyHandle.close();
@@ -86,4 +98,25 @@ export async function hashOf(path: string): Promise<{ hash?: string; eio: boolea
   const result = await run('sha256sum', [path]);
   if (result.code === 0) return { hash: result.stdout.split(' ')[0] as string, eio: false, stderr: result.stderr };
   return { eio: /Input\/output error/.test(result.stderr), stderr: result.stderr };
+}
+
+/**
+ * Registers a suite's before and after hooks: the image in a fresh temporary directory (handed to
+ * `use`), and afterwards every mount under it gone, the registry stopped, the directory removed.
+ */
+export function withReadPathImage(prefix: string, use: (work: string, image: ReadPathImage) => void): void {
+  let work: string | undefined;
+  let image: ReadPathImage | undefined;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), prefix));
+    image = await setupReadPathImage(work);
+    use(work, image);
+  });
+  after(async () => {
+    if (work === undefined) return;
+    await unmountAllUnder(work);
+    await image?.stop();
+    assert.deepEqual(await fuseMountsUnder(work), []);
+    await rm(work, { recursive: true, force: true });
+  });
 }

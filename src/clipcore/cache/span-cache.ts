@@ -5,6 +5,8 @@ import type { ClipLogger } from '../metrics/logger.js';
 import { ByteLru } from '../read/byte-lru.js';
 import type { ContentCache } from './content-cache.js';
 import type { DiskCache } from './disk-cache.js';
+import { DEFAULT_MOUNT_FETCHES, FetchSlots, NODE_FETCH_SLOTS } from './fetch-slots.js';
+import { mergeableRuns } from './merge-runs.js';
 
 /**
  * One span of a blob (a layer's uncompressed tar stream, a data blob), as the tiers see it.
@@ -26,8 +28,23 @@ export interface SpanRef {
   readonly span: number;
   /** Fetches the origin bytes (transport retries are the fetcher's business). */
   fetchOrigin(): Promise<Buffer>;
-  /** Checks origin bytes against the index and decodes them; DIGEST_MISMATCH when they fail. */
-  decode(originBytes: Buffer): Promise<Buffer>;
+  /**
+   * Checks origin bytes against the index and decodes them; DIGEST_MISMATCH when they fail.
+   * `urgent`: a reader is waiting (it goes before read-ahead for the decoding threads).
+   */
+  decode(originBytes: Buffer, urgent?: boolean): Promise<Buffer>;
+  /** Where the origin bytes lie in a blob read by range: neighbouring spans can share one request. */
+  readonly originRange?: OriginRange;
+}
+
+export interface OriginRange {
+  /** Names the blob: only spans of one blob merge. */
+  readonly blob: string;
+  /** The span's origin bytes are [start, end) of the blob. */
+  readonly start: number;
+  readonly end: number;
+  /** Fetches bytes [start, end) of the blob. */
+  fetch(start: number, end: number): Promise<Buffer>;
 }
 
 export interface SpanCacheOptions {
@@ -39,6 +56,8 @@ export interface SpanCacheOptions {
   readonly shared?: ContentCache;
   readonly metrics?: ClipMetrics;
   readonly logger?: ClipLogger;
+  /** Origin fetches (range requests) in flight at once for this cache (a mount); the node's bound applies too. Default 8. */
+  readonly maxOriginFetches?: number;
 }
 
 interface Loaded {
@@ -55,6 +74,14 @@ export const DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024;
 /** Disk writes run in the background, two at a time; beyond this many queued bytes, new ones are dropped. */
 const MAX_QUEUED_WRITE_BYTES = 128 * 1024 * 1024;
 const WRITE_CONCURRENCY = 2;
+
+interface LoadOptions {
+  readonly onDemand: boolean;
+  readonly skipDisk: boolean;
+  readonly keepInMemory: boolean;
+  /** Origin bytes already being fetched (a merged request): the first attempt uses them. */
+  readonly originBytes?: Promise<Buffer>;
+}
 
 /**
  * The tiers of a span read: memory (bounded in bytes) → node-local disk → shared ContentCache →
@@ -76,9 +103,11 @@ export class SpanCache {
   private activeWrites = 0;
   private writesDrained: Array<() => void> = [];
   private closed = false;
+  private readonly slots: FetchSlots;
 
   constructor(options: SpanCacheOptions = {}) {
     this.memory = new ByteLru(options.memoryBytes ?? DEFAULT_MEMORY_CACHE_BYTES);
+    this.slots = new FetchSlots(options.maxOriginFetches ?? DEFAULT_MOUNT_FETCHES, NODE_FETCH_SLOTS);
     this.disk = options.disk;
     this.shared = options.shared;
     this.metrics = options.metrics;
@@ -124,11 +153,49 @@ export class SpanCache {
     }
   }
 
-  /** Loads a whole span into memory ahead of a sequential reader (errors are only logged). */
-  readAhead(ref: SpanRef): void {
-    if (this.memory.has(ref.key) || this.inflight.has(ref.key)) return;
+  /**
+   * Loads whole spans into memory ahead of a sequential reader (errors are only logged). Spans
+   * found in no tier are fetched with their neighbours of the same blob in merged range requests.
+   */
+  readAhead(refs: readonly SpanRef[]): void {
+    const wanted = refs.filter((ref) => !this.isLoading(ref));
+    if (wanted.length > 0) void this.readAheadOf(wanted);
+  }
+
+  private async readAheadOf(refs: readonly SpanRef[]): Promise<void> {
+    let missing = refs;
+    if (this.disk !== undefined) {
+      const disk = this.disk;
+      const onDisk = await Promise.all(refs.map((ref) => disk.has(ref.key).catch(() => false)));
+      missing = refs.filter((_, i) => !onDisk[i]);
+      for (const ref of refs.filter((_, i) => onDisk[i])) this.startReadAhead(ref, { onDemand: false, skipDisk: false, keepInMemory: true });
+      // A reader may have started some of them meanwhile.
+      missing = missing.filter((ref) => !this.isLoading(ref));
+    }
+    for (const run of mergeableRuns(missing)) {
+      const first = (run[0] as SpanRef).originRange;
+      const last = (run[run.length - 1] as SpanRef).originRange;
+      if (run.length === 1 || first === undefined || last === undefined) {
+        for (const ref of run) this.startReadAhead(ref, { onDemand: false, skipDisk: true, keepInMemory: true });
+        continue;
+      }
+      const whole = this.slots.run(false, () => first.fetch(first.start, last.end));
+      whole.catch(() => undefined);
+      for (const ref of run) {
+        const range = ref.originRange as OriginRange;
+        const originBytes = whole.then((bytes) => bytes.subarray(range.start - first.start, range.end - first.start));
+        this.startReadAhead(ref, { onDemand: false, skipDisk: true, keepInMemory: true, originBytes });
+      }
+    }
+  }
+
+  private isLoading(ref: SpanRef): boolean {
+    return this.memory.has(ref.key) || this.inflight.has(ref.key);
+  }
+
+  private startReadAhead(ref: SpanRef, options: LoadOptions): void {
     this.metrics?.readAhead();
-    this.load(ref, { onDemand: false, skipDisk: false, keepInMemory: true }).catch((err: unknown) => {
+    this.load(ref, options).catch((err: unknown) => {
       this.logger?.('debug', 'read-ahead failed', { image: ref.image, layer: ref.layer, span: ref.span, error: describe(err) });
     });
   }
@@ -165,7 +232,7 @@ export class SpanCache {
     if (this.metrics !== undefined) this.metrics.spanServed(tier, (performance.now() - started) / 1000);
   }
 
-  private load(ref: SpanRef, options: { onDemand: boolean; skipDisk: boolean; keepInMemory: boolean }): Promise<Loaded> {
+  private load(ref: SpanRef, options: LoadOptions): Promise<Loaded> {
     const cached = this.memory.get(ref.key);
     if (cached !== undefined) return Promise.resolve({ data: cached, tier: 'memory' });
     const pending = this.inflight.get(ref.key);
@@ -174,7 +241,7 @@ export class SpanCache {
       return pending.promise;
     }
     if (options.onDemand) this.onDemandLoads++;
-    const promise = this.fetch(ref, options.skipDisk).then(
+    const promise = this.fetch(ref, options).then(
       (loaded) => {
         this.inflight.delete(ref.key);
         if (record.keepInMemory) this.memory.set(ref.key, loaded.data);
@@ -202,8 +269,8 @@ export class SpanCache {
     }
   }
 
-  private async fetch(ref: SpanRef, skipDisk: boolean): Promise<Loaded> {
-    if (this.disk !== undefined && !skipDisk) {
+  private async fetch(ref: SpanRef, options: LoadOptions): Promise<Loaded> {
+    if (this.disk !== undefined && !options.skipDisk) {
       const whole = await this.readDisk(ref, 0, ref.length);
       if (whole !== undefined) return { data: whole, tier: 'disk' };
     }
@@ -214,7 +281,7 @@ export class SpanCache {
         return { data, tier: 'shared' };
       }
     }
-    const { data, originBytes } = await this.fromOrigin(ref);
+    const { data, originBytes } = await this.fromOrigin(ref, options);
     this.queueDiskWrite(ref, data);
     if (this.shared !== undefined) {
       this.shared.storeContent([originBytes], ref.originKey).catch((err: unknown) => {
@@ -243,7 +310,7 @@ export class SpanCache {
     if (bytes === undefined) return undefined;
     try {
       if (bytes.length !== ref.originLength) throw new ClipError('DIGEST_MISMATCH', `got ${bytes.length} bytes, expected ${ref.originLength}`);
-      return await ref.decode(bytes);
+      return await ref.decode(bytes, true);
     } catch (err) {
       if (!isIntegrityError(err)) throw err;
       this.metrics?.verificationFailed('shared');
@@ -254,17 +321,20 @@ export class SpanCache {
     }
   }
 
-  /** Fetches and verifies; one more fetch after a span that fails its check, then EIO. */
-  private async fromOrigin(ref: SpanRef): Promise<{ data: Buffer; originBytes: Buffer }> {
+  /**
+   * Fetches and verifies; one more fetch (of this span alone) after a span that fails its check,
+   * then EIO. Each fetch holds a slot of the mount's and the node's bounds.
+   */
+  private async fromOrigin(ref: SpanRef, options: LoadOptions): Promise<{ data: Buffer; originBytes: Buffer }> {
     for (let attempt = 1; ; attempt++) {
-      const bytes = await ref.fetchOrigin();
+      const bytes = await (attempt === 1 && options.originBytes ? options.originBytes : this.slots.run(options.onDemand, () => ref.fetchOrigin()));
       this.metrics?.originFetched(ref.origin, bytes.length);
       let failure: unknown;
       try {
         if (bytes.length !== ref.originLength) {
           throw new ClipError('DIGEST_MISMATCH', `the origin sent ${bytes.length} bytes, expected ${ref.originLength}`);
         }
-        return { data: await ref.decode(bytes), originBytes: bytes };
+        return { data: await ref.decode(bytes, options.onDemand), originBytes: bytes };
       } catch (err) {
         if (!isIntegrityError(err)) throw err;
         failure = err;

@@ -15,14 +15,36 @@ const SEQUENTIAL_SLACK = 512 * 1024;
 /** Sequential streams remembered per blob (concurrent readers of different files). */
 const STREAMS = 32;
 export const DEFAULT_READ_AHEAD_SPANS = 2;
+/** How far read-ahead grows while a reader stays sequential. */
+const MAX_READ_AHEAD_SPANS = 16;
+
+/** A sequential reader: where its reads end, and how far ahead of it spans are loaded. */
+interface Stream {
+  end: number;
+  /** Spans kept loading ahead: starts at readAheadSpans, doubles at each refill, up to MAX_READ_AHEAD_SPANS. */
+  window: number;
+  /** The last span read ahead (-1: none yet). */
+  ahead: number;
+  /** The end of the file its last read was in. */
+  limit: number;
+  /**
+   * Whether it went on from one file into the next (tar, cp -r, an unpacker reading files in
+   * layer order): then read-ahead runs past the end of the file being read.
+   */
+  acrossFiles: boolean;
+}
 
 /**
  * A blob read through the span tiers: a byte range becomes reads of the spans covering it (in
  * parallel). A read that continues an earlier one (a sequential reader) loads the next spans
- * ahead, up to the end of the file being read.
+ * ahead, up to the end of the file being read (or further, once the reader has gone on from one
+ * file into the next): the window doubles while the reader stays
+ * sequential, and a read elsewhere (a jump) starts a new stream with no read-ahead. Refills wait
+ * until half the window has been read, so that the spans asked for at once are neighbours the
+ * cache can fetch in one request.
  */
 export class SpannedBlob {
-  private readonly streams: number[] = [];
+  private readonly streams: Stream[] = [];
 
   constructor(
     private readonly cache: SpanCache,
@@ -49,12 +71,22 @@ export class SpannedBlob {
     const single = first === last ? this.readSpan(first, from, to) : undefined;
     const parts: Array<Promise<Buffer>> = [];
     if (single === undefined) for (let i = first; i <= last; i++) parts.push(this.readSpan(i, from, to));
-    if (this.isSequential(from, to)) {
-      for (let i = last + 1; i <= last + this.readAheadSpans && i < layout.count && layout.start(i) < limit; i++) {
-        this.cache.readAhead(layout.ref(i));
-      }
-    }
+    const stream = this.follow(from, to, limit);
+    if (stream !== undefined) this.readAhead(stream, last, stream.acrossFiles ? this.size : limit);
     return single ?? Buffer.concat(await Promise.all(parts));
+  }
+
+  /** Loads spans ahead of a sequential reader whose read ended in span `last`. */
+  private readAhead(stream: Stream, last: number, limit: number): void {
+    const { layout } = this;
+    if (stream.ahead - last >= Math.ceil(stream.window / 2)) return;
+    const refs: SpanRef[] = [];
+    let i = Math.max(last, stream.ahead) + 1;
+    for (; i <= last + stream.window && i < layout.count && layout.start(i) < limit; i++) refs.push(layout.ref(i));
+    if (refs.length === 0) return;
+    stream.ahead = i - 1;
+    stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
+    this.cache.readAhead(refs);
   }
 
   /** The part of [from, to) in span `i`. */
@@ -82,16 +114,21 @@ export class SpannedBlob {
     return low;
   }
 
-  /** Remembers where reads end; a read starting near one of those continues a stream. */
-  private isSequential(from: number, to: number): boolean {
-    if (this.readAheadSpans <= 0) return false;
-    const index = this.streams.findIndex((end) => from >= end - SEQUENTIAL_SLACK && from <= end + SEQUENTIAL_SLACK);
-    if (index >= 0) {
-      this.streams[index] = Math.max(this.streams[index] as number, to);
-      return true;
+  /**
+   * Remembers where reads end; a read starting near one of those continues that stream (returned).
+   * Any other read starts a new stream, without read-ahead (undefined).
+   */
+  private follow(from: number, to: number, limit: number): Stream | undefined {
+    if (this.readAheadSpans <= 0) return undefined;
+    const stream = this.streams.find((s) => from >= s.end - SEQUENTIAL_SLACK && from <= s.end + SEQUENTIAL_SLACK);
+    if (stream !== undefined) {
+      stream.end = Math.max(stream.end, to);
+      if (limit > stream.limit) stream.acrossFiles = true;
+      stream.limit = limit;
+      return stream;
     }
-    this.streams.push(to);
+    this.streams.push({ end: to, window: this.readAheadSpans, ahead: -1, limit, acrossFiles: false });
     if (this.streams.length > STREAMS) this.streams.shift();
-    return false;
+    return undefined;
   }
 }

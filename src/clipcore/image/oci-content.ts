@@ -4,7 +4,7 @@ import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { Inode } from '../archive/model.js';
 import { SpanCache, type SpanRef } from '../cache/span-cache.js';
 import { DEFAULT_READ_AHEAD_SPANS, SpannedBlob, type SpanLayout } from '../cache/spanned-blob.js';
-import { readUncompressedRange, type Checkpoint } from '../compression/index.js';
+import { decodeSpanOffThread, warmInflatePool } from '../compression/inflate-pool.js';
 import { ArchiveFormatError } from '../errors.js';
 import type { OriginKind } from '../metrics/clip-metrics.js';
 import { clampRead, type ContentReader } from '../read/content-reader.js';
@@ -70,6 +70,8 @@ export class OciContent implements ContentReader {
     const image = asImageMeta(index.meta.image);
     const windowsLength = index.section(SectionKind.Windows)?.length ?? 0;
     const layers = decodeLayerIndexes(await index.readSection(SectionKind.LayerIndex), image.layers.length, windowsLength);
+    // Inflate threads boot while the mount waits for its first read.
+    if (layers.some((layer) => layer.kind !== 'none')) warmInflatePool();
     return new OciContent(index, image, layers, fetchBlob, typeof options === 'number' ? { memoryBytes: options } : options);
   }
 
@@ -136,6 +138,11 @@ export class OciContent implements ContentReader {
         : this.readWindow(stored.windowOffset, stored.windowLength).then(inflateWindow);
       return window;
     };
+    const fetchRange = (start: number, end: number): Promise<Buffer> => {
+      // The checkpoint window comes from the archive: fetch it alongside the span.
+      loadWindow().catch(() => undefined);
+      return this.fetchBlob(digest, start, end);
+    };
     return {
       key: this.keyFor(layerNumber, spanNumber),
       length: span.uncompressedEnd - span.uncompressedStart,
@@ -145,17 +152,13 @@ export class OciContent implements ContentReader {
       image: this.imageName,
       layer: digest,
       span: spanNumber,
-      fetchOrigin: () => {
-        // The checkpoint window comes from the archive: fetch it alongside the span.
-        loadWindow().catch(() => undefined);
-        return this.fetchBlob(digest, span.compressedStart, span.compressedEnd);
-      },
-      decode: async (bytes) => {
-        const checkpoint: Checkpoint = { ...(stored as NonNullable<typeof stored>), window: await loadWindow() };
-        // A one-span view of the layer index: the range plan then selects exactly this span.
-        const checkpoints: Checkpoint[] = [];
-        checkpoints[spanNumber] = checkpoint;
-        return readUncompressedRange(layer.kind, { checkpoints, spans: layer.spans }, async () => bytes, span.uncompressedStart, span.uncompressedEnd);
+      fetchOrigin: () => fetchRange(span.compressedStart, span.compressedEnd),
+      originRange: { blob: digest, start: span.compressedStart, end: span.compressedEnd, fetch: fetchRange },
+      // Checked against the span's sha256, then inflated from its checkpoint, on an inflate thread.
+      decode: async (bytes, urgent = true) => {
+        const { compressedOffset, bits, uncompressedOffset } = stored as NonNullable<typeof stored>;
+        const checkpoint = { compressedOffset, bits, uncompressedOffset, window: await loadWindow() };
+        return decodeSpanOffThread({ kind: layer.kind, checkpoint, span, bytes }, urgent);
       },
     };
   }

@@ -41,8 +41,13 @@ export interface OpenArchiveOptions {
   readonly metrics?: ClipMetrics;
   /** Where warnings and errors go (structured); clipcore prints nothing itself. */
   readonly logger?: ClipLogger;
-  /** Spans loaded ahead of a sequential reader. Default 2; 0 turns read-ahead off. */
+  /**
+   * Spans loaded ahead of a sequential reader at first; the window doubles while it stays
+   * sequential, up to 16 spans (or this, if larger). Default 2; 0 turns read-ahead off.
+   */
   readonly readAheadSpans?: number;
+  /** Origin fetches (range requests) in flight at once for this archive; the node's bound (32) applies too. Default 8. */
+  readonly maxOriginFetches?: number;
   /** Background prefetch started when the archive is opened (see `ArchiveReader.prefetch`). */
   readonly prefetch?: PrefetchOptions;
 }
@@ -88,6 +93,7 @@ export class ArchiveReader {
         ...(options.contentCache && { shared: options.contentCache }),
         ...(options.metrics && { metrics: options.metrics }),
         ...(options.logger && { logger: options.logger }),
+        ...(options.maxOriginFetches !== undefined && { maxOriginFetches: options.maxOriginFetches }),
       });
       const context: ContentContext = {
         cache,

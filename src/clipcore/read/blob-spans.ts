@@ -85,6 +85,8 @@ export class VerifiedBlob {
       layer: 'data',
       span,
       fetchOrigin: () => this.fetchRange(start, length),
+      // Read-ahead fetches neighbouring spans in one ranged GET (s3) or read (local).
+      originRange: { blob: this.description, start, end: start + length, fetch: (from, to) => this.fetchRange(from, to - from) },
       decode: async (data) => {
         if (data.length !== length) {
           throw new ArchiveFormatError('TRUNCATED', `${this.description}: span ${span} is ${data.length} bytes, expected ${length}`);

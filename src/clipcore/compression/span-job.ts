@@ -1,0 +1,29 @@
+/** One span to check and decompress: what the inflate pool sends a worker (all plain data). */
+import type { ClipErrorCode } from '../errors.js';
+import { readUncompressedRange } from './layer-index.js';
+import type { LayerCompression } from './types.js';
+
+export interface SpanJob {
+  readonly kind: LayerCompression;
+  readonly checkpoint: { readonly compressedOffset: number; readonly bits: number; readonly uncompressedOffset: number; readonly window: Uint8Array };
+  readonly span: { readonly compressedStart: number; readonly compressedEnd: number; readonly uncompressedStart: number; readonly uncompressedEnd: number; readonly sha256: Uint8Array };
+  /** The span's compressed bytes, [span.compressedStart, span.compressedEnd) of the layer. */
+  readonly bytes: Uint8Array;
+}
+
+export type SpanJobReply =
+  | { readonly id: number; readonly data: Uint8Array }
+  | { readonly id: number; readonly code: ClipErrorCode; readonly message: string };
+
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/**
+ * Checks the span's bytes against its sha256 (DIGEST_MISMATCH when they differ: nothing is
+ * decompressed from unverified bytes), then decompresses the whole span from its checkpoint.
+ */
+export function decodeSpan(job: SpanJob): Promise<Buffer> {
+  const { span } = job;
+  const checkpoint = { ...job.checkpoint, window: asBuffer(job.checkpoint.window) };
+  const spans = [{ ...span, sha256: asBuffer(span.sha256) }];
+  return readUncompressedRange(job.kind, { checkpoints: [checkpoint], spans }, async () => asBuffer(job.bytes), span.uncompressedStart, span.uncompressedEnd);
+}
