@@ -139,7 +139,7 @@ describe('controller: the index queue', () => {
     const other = makeQueue('controller/replica-b');
     other.queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('marker-b') });
     await until(() => {
-      const seen = other.queue.outcomeOf('marker-b');
+      const seen = other.queue.outcomeOf('marker-b', ref);
       return seen?.state === 'Indexing' && seen.progress.startsWith('being indexed by controller/replica-a') ? true : undefined;
     }, 'the other replica waiting on the marker');
     const outcome = await final('marker');
@@ -246,10 +246,10 @@ describe('controller: the index queue', () => {
     assert.equal(outcome.reason, 'NotFound');
     const requests = proxy.stats.requests;
     queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '7') });
-    assert.equal(queue.outcomeOf('missing')?.state, 'Failed', 'the same revision: no new attempt');
+    assert.equal(queue.outcomeOf('missing', missing)?.state, 'Failed', 'the same revision: no new attempt');
     assert.equal(proxy.stats.requests, requests);
     queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '8') });
-    assert.equal(queue.outcomeOf('missing')?.state, 'Indexing', 'another revision: tried again');
+    assert.equal(queue.outcomeOf('missing', missing)?.state, 'Indexing', 'another revision: tried again');
     await until(() => (told('missing').length === 4 ? true : undefined), 'the second failure');
     assert.deepEqual(told('missing').map((o) => o.state), ['Indexing', 'Failed', 'Indexing', 'Failed']);
 
