@@ -156,6 +156,11 @@ describe('controller: the index queue', () => {
     queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-a') });
     queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-b') });
     const [a, b] = await Promise.all([final('pod-a'), final('pod-b')]);
+    // A requester joining once the job is done is told Indexed at once; the others nothing more,
+    // nor when they ask again (a relist).
+    queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-c') });
+    queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-a') });
+    assert.deepEqual(told('pod-c').map((o) => o.state), ['Indexed']);
     assert.equal(lines.filter((line) => line.msg === 'indexing image').length, 1);
     for (const [uid, outcome] of [['pod-a', a], ['pod-b', b]] as const) {
       assert.deepEqual(told(uid).map((o) => o.state), ['Indexing', 'Indexed']);
@@ -252,6 +257,19 @@ describe('controller: the index queue', () => {
     assert.equal(queue.outcomeOf('missing', missing)?.state, 'Indexing', 'another revision: tried again');
     await until(() => (told('missing').length === 4 ? true : undefined), 'the second failure');
     assert.deepEqual(told('missing').map((o) => o.state), ['Indexing', 'Failed', 'Indexing', 'Failed']);
+
+    // Another object asks for the missing image: tried again (as for another revision), and every
+    // requester waiting on it is told each state change once, the one that asked before too.
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing-too', '1') });
+    assert.deepEqual(told('missing-too').map((o) => o.state), ['Indexing']);
+    assert.deepEqual(told('missing').map((o) => o.state), ['Indexing', 'Failed', 'Indexing', 'Failed', 'Indexing'], 'told the retry');
+    await until(() => (told('missing').length === 6 && told('missing-too').length === 2 ? true : undefined), 'the third failure, for both');
+    assert.deepEqual(told('missing-too').map((o) => o.state), ['Indexing', 'Failed']);
+    // The same revisions again (a relist): nobody is told anything, nothing is asked.
+    const before = [told('missing').length, told('missing-too').length, proxy.stats.requests];
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '8') });
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing-too', '1') });
+    assert.deepEqual([told('missing').length, told('missing-too').length, proxy.stats.requests], before);
 
     queue.submit({ image: image('not-a-tar').ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('garbage') });
     const garbage = await final('garbage');

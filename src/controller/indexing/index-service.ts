@@ -127,10 +127,12 @@ export class IndexQueue implements IndexService {
     want.requesters.set(requester.uid, requester);
     if (known) known.revision = requester.revision;
     else this.requesters.set(requester.uid, [...(this.requesters.get(requester.uid) ?? []), { want, revision: requester.revision }]);
-    if (changed) this.retryPermanentFailures(want);
-    // Only this requester's state can have changed (telling every requester of the want here
-    // made 50,000 pods of one image cost 50,000² steps).
-    this.report(want, requester);
+    const retried = changed ? this.retryPermanentFailures(want) : [];
+    // Usually only this requester's state changed (telling every requester of the want at each
+    // submit made 50,000 pods of one image cost 50,000² steps); a retried failure changed the
+    // state of everyone waiting on it, and each of them is told.
+    if (retried.length > 0) for (const changedWant of retried) this.report(changedWant);
+    else this.report(want, requester);
   }
 
   withdraw(requester: Requester, image?: string): void {
@@ -240,12 +242,17 @@ export class IndexQueue implements IndexService {
     );
   }
 
-  /** A new revision of a requester: what failed for good is tried again. */
-  private retryPermanentFailures(want: Want): void {
+  /**
+   * A new revision of a requester: what failed for good is tried again. Returns the wants whose
+   * outcome that changed (the want, and every want sharing a job tried again).
+   */
+  private retryPermanentFailures(want: Want): Want[] {
+    const changed = new Set<Want>();
     if (want.failure?.permanent) {
       want.failure = undefined;
       want.attempt = 0;
       this.resolve(want);
+      changed.add(want);
     }
     for (const job of this.jobsOf(want)) {
       if (job.state !== 'failed') continue;
@@ -253,8 +260,10 @@ export class IndexQueue implements IndexService {
       job.progress = 'queued';
       job.failure = undefined;
       job.notBefore = 0;
+      for (const sharing of job.wants) changed.add(sharing);
     }
     this.pump();
+    return [...changed];
   }
 
   private pump(): void {
