@@ -401,7 +401,8 @@ export class IndexQueue implements IndexService {
   /** Tells each requester of `want` (or just `only`) its outcome if its state changed, and wakes CreateVolume waiters. */
   private report(want: Want, only?: Requester): void {
     const outcome = this.outcome(want);
-    const signature = `${outcome.state}|${'reason' in outcome ? outcome.reason : ''}`;
+    // Kept per requester: a constant string for the common states, not a new one per requester.
+    const signature = outcome.state === 'Failed' ? `Failed|${outcome.reason}` : outcome.state;
     for (const requester of only ? [only] : want.requesters.values()) {
       const entry = this.entryOf(requester.uid, want.image);
       if (entry?.want !== want || entry.told === signature) continue;
