@@ -126,7 +126,12 @@ export class IndexQueue implements IndexService {
     }
     want.requesters.set(requester.uid, requester);
     if (known) known.revision = requester.revision;
-    else this.requesters.set(requester.uid, [...(this.requesters.get(requester.uid) ?? []), { want, revision: requester.revision }]);
+    else {
+      // `[entry]` is allocated at its length; a spread into an empty array keeps room for 17.
+      const entry: Entry = { want, revision: requester.revision };
+      const others = this.requesters.get(requester.uid);
+      this.requesters.set(requester.uid, others ? [...others, entry] : [entry]);
+    }
     const retried = changed ? this.retryPermanentFailures(want) : [];
     // Usually only this requester's state changed (telling every requester of the want at each
     // submit made 50,000 pods of one image cost 50,000² steps); a retried failure changed the
