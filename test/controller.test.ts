@@ -321,7 +321,9 @@ describe('clip controller: the Kubernetes side', () => {
       proxy.addFault({ kind: 'delay', ms: 4000 }, { match: (req) => req.method === 'GET' && req.path.includes(failover.layer) });
       createPod('failover', 'apps/failover');
       await leader.waitForLog((line) => line.msg === 'pods: listed');
-      await until('the leader fetching the slow layer', () => proxy.requestsFor(failover.layer) > 0);
+      // Asked for and held by the proxy (requestsFor counts a request only once it is forwarded,
+      // by when the leader may have finished the job).
+      await until('the leader fetching the slow layer', () => proxy.stats.log.some((req) => req.path.includes(failover.layer)));
       await leader.kill9();
       // The other replica takes the Lease once it has seen it unrenewed for its duration (15 s),
       // then finishes the work (after the dead leader's S3 marker goes stale).
