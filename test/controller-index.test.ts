@@ -139,7 +139,7 @@ describe('controller: the index queue', () => {
     const other = makeQueue('controller/replica-b');
     other.queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('marker-b') });
     await until(() => {
-      const seen = other.queue.outcomeOf('marker-b');
+      const seen = other.queue.outcomeOf('marker-b', ref);
       return seen?.state === 'Indexing' && seen.progress.startsWith('being indexed by controller/replica-a') ? true : undefined;
     }, 'the other replica waiting on the marker');
     const outcome = await final('marker');
@@ -156,6 +156,11 @@ describe('controller: the index queue', () => {
     queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-a') });
     queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-b') });
     const [a, b] = await Promise.all([final('pod-a'), final('pod-b')]);
+    // A requester joining once the job is done is told Indexed at once; the others nothing more,
+    // nor when they ask again (a relist).
+    queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-c') });
+    queue.submit({ image: ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('pod-a') });
+    assert.deepEqual(told('pod-c').map((o) => o.state), ['Indexed']);
     assert.equal(lines.filter((line) => line.msg === 'indexing image').length, 1);
     for (const [uid, outcome] of [['pod-a', a], ['pod-b', b]] as const) {
       assert.deepEqual(told(uid).map((o) => o.state), ['Indexing', 'Indexed']);
@@ -246,12 +251,25 @@ describe('controller: the index queue', () => {
     assert.equal(outcome.reason, 'NotFound');
     const requests = proxy.stats.requests;
     queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '7') });
-    assert.equal(queue.outcomeOf('missing')?.state, 'Failed', 'the same revision: no new attempt');
+    assert.equal(queue.outcomeOf('missing', missing)?.state, 'Failed', 'the same revision: no new attempt');
     assert.equal(proxy.stats.requests, requests);
     queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '8') });
-    assert.equal(queue.outcomeOf('missing')?.state, 'Indexing', 'another revision: tried again');
+    assert.equal(queue.outcomeOf('missing', missing)?.state, 'Indexing', 'another revision: tried again');
     await until(() => (told('missing').length === 4 ? true : undefined), 'the second failure');
     assert.deepEqual(told('missing').map((o) => o.state), ['Indexing', 'Failed', 'Indexing', 'Failed']);
+
+    // Another object asks for the missing image: tried again (as for another revision), and every
+    // requester waiting on it is told each state change once, the one that asked before too.
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing-too', '1') });
+    assert.deepEqual(told('missing-too').map((o) => o.state), ['Indexing']);
+    assert.deepEqual(told('missing').map((o) => o.state), ['Indexing', 'Failed', 'Indexing', 'Failed', 'Indexing'], 'told the retry');
+    await until(() => (told('missing').length === 6 && told('missing-too').length === 2 ? true : undefined), 'the third failure, for both');
+    assert.deepEqual(told('missing-too').map((o) => o.state), ['Indexing', 'Failed']);
+    // The same revisions again (a relist): nobody is told anything, nothing is asked.
+    const before = [told('missing').length, told('missing-too').length, proxy.stats.requests];
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing', '8') });
+    queue.submit({ image: missing, platforms: ['linux/amd64'], credentials: [right], requester: requester('missing-too', '1') });
+    assert.deepEqual([told('missing').length, told('missing-too').length, proxy.stats.requests], before);
 
     queue.submit({ image: image('not-a-tar').ref, platforms: ['linux/amd64'], credentials: [right], requester: requester('garbage') });
     const garbage = await final('garbage');

@@ -85,19 +85,19 @@ describe('what a pod asks for', () => {
 
 describe('ClipImage status from outcomes', () => {
   const amd64: IndexedPlatform = { platform: 'linux/amd64', location: 's3://b/k.clip', files: 20678, indexBytes: 2_300_000, indexedAt: '2026-01-01T00:00:00Z', durationSeconds: 3.14 };
-  const indexed: IndexOutcome = { state: 'Indexed', digest: 'sha256:abc', indexes: [amd64] };
+  const indexed: IndexOutcome = { image: 'r.example/app:1', state: 'Indexed', digest: 'sha256:abc', indexes: [amd64] };
 
   it('Indexing → Indexed → Failed; the transition time moves only when Ready changes', () => {
-    const indexing = nextStatus(undefined, { state: 'Indexing', digest: 'sha256:abc', progress: 'indexing: 45 %' }, 2);
+    const indexing = nextStatus(undefined, { image: 'r.example/app:1', state: 'Indexing', digest: 'sha256:abc', progress: 'indexing: 45 %' }, 2);
     const ready = indexing.conditions?.[0];
     assert.deepEqual({ ...ready, lastTransitionTime: '' }, { type: 'Ready', status: 'False', reason: 'Indexing', message: 'indexing: 45 %', observedGeneration: 2, lastTransitionTime: '' });
     assert.equal(indexing.digest, 'sha256:abc');
     const done = nextStatus(indexing, indexed, 2);
     assert.equal(done.conditions?.[0]?.status, 'True');
     assert.equal(done.conditions?.[0]?.reason, 'Indexed');
-    assert.deepEqual(done.indexes, indexed.indexes);
-    const failedBefore = nextStatus(undefined, { state: 'Failed', reason: 'NotFound', message: 'no such tag' }, 3);
-    const failedAgain = nextStatus({ ...failedBefore }, { state: 'Failed', reason: 'Unavailable', message: 'registry down' }, 3);
+    assert.deepEqual(done.indexes, indexed.state === 'Indexed' ? indexed.indexes : undefined);
+    const failedBefore = nextStatus(undefined, { image: 'r.example/app:1', state: 'Failed', reason: 'NotFound', message: 'no such tag' }, 3);
+    const failedAgain = nextStatus({ ...failedBefore }, { image: 'r.example/app:1', state: 'Failed', reason: 'Unavailable', message: 'registry down' }, 3);
     assert.equal(failedAgain.conditions?.[0]?.lastTransitionTime, failedBefore.conditions?.[0]?.lastTransitionTime);
     assert.equal(failedAgain.conditions?.[0]?.reason, 'Unavailable');
     assert.deepEqual(failedAgain.indexes, []);

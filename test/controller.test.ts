@@ -79,7 +79,7 @@ describe('clip controller: the Kubernetes side', () => {
     [registry, s3] = await Promise.all([startRegistry({ auth: 'basic' }), startS3()]);
     await s3.createBucket(BUCKET);
     proxy = await startCountingProxy(registry.host);
-    for (const repo of ['apps/first', 'apps/shared', 'apps/private', 'apps/relist', 'apps/prewarm', 'apps/failover']) await push(repo, `content of ${repo}\n`);
+    for (const repo of ['apps/first', 'apps/two-a', 'apps/two-b', 'apps/shared', 'apps/private', 'apps/relist', 'apps/prewarm', 'apps/failover']) await push(repo, `content of ${repo}\n`);
     dir = await mkdtemp(join(tmpdir(), 'ctl-kube-'));
     api = await KubeApiServer.start({ dir, crdFiles: [CRD], bookmarkIntervalMs: 0 });
     kubeconfig = await api.writeKubeconfig();
@@ -99,13 +99,14 @@ describe('clip controller: the Kubernetes side', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  function createPod(name: string, repo: string, options: { pullSecrets?: boolean; image?: string } = {}): JsonObject {
+  function createPod(name: string, repo: string, options: { pullSecrets?: boolean; image?: string; alsoRepo?: string } = {}): JsonObject {
+    const volume = (volumeName: string, ref: string): JsonObject => ({ name: volumeName, csi: { driver: DRIVER, readOnly: true, volumeAttributes: { image: ref } } });
     return api.create('pods', {
       metadata: { name, namespace: 'default' },
       spec: {
         containers: [{ name: 'app', image: 'busybox' }],
         ...(options.pullSecrets !== false && { imagePullSecrets: [{ name: 'regcred' }] }),
-        volumes: [{ name: 'tools', csi: { driver: DRIVER, readOnly: true, volumeAttributes: { image: options.image ?? image(repo).image } } }],
+        volumes: [volume('tools', options.image ?? image(repo).image), ...(options.alsoRepo ? [volume('more', image(options.alsoRepo).image)] : [])],
       },
     });
   }
@@ -197,6 +198,20 @@ describe('clip controller: the Kubernetes side', () => {
         await cleanupPluginDir(nodeDir);
       }
       assert.deepEqual(left, [], 'no mount left behind');
+    });
+
+    it('a pod with two images → both indexed, an Indexed event naming each image', async () => {
+      createPod('two-images', 'apps/two-a', { alsoRepo: 'apps/two-b' });
+      const indexed = await until('two Indexed events', () => {
+        const found = events('two-images').filter((event) => event.reason === 'Indexed');
+        return found.length === 2 ? found : undefined;
+      });
+      for (const repo of ['apps/two-a', 'apps/two-b']) {
+        const { image: ref, digest } = image(repo);
+        const message = new RegExp(`^indexed ${ref.replace(/[.]/g, '\\.')}@${digest} linux/amd64: 2 files, [0-9.]+ (B|KiB) index, [0-9.]+ s$`);
+        assert.equal(indexed.filter((event) => message.test(event.message)).length, 1, `one event names ${repo}: ${JSON.stringify(indexed)}`);
+        assert.ok(await inS3(imageKeyOf(digest, 'linux/amd64')), repo);
+      }
     });
 
     it('two pods with one image → one job; without the pull secret → Unauthorized; a missing image → one Warning event and no retry storm', async () => {
@@ -306,7 +321,9 @@ describe('clip controller: the Kubernetes side', () => {
       proxy.addFault({ kind: 'delay', ms: 4000 }, { match: (req) => req.method === 'GET' && req.path.includes(failover.layer) });
       createPod('failover', 'apps/failover');
       await leader.waitForLog((line) => line.msg === 'pods: listed');
-      await until('the leader fetching the slow layer', () => proxy.requestsFor(failover.layer) > 0);
+      // Asked for and held by the proxy (requestsFor counts a request only once it is forwarded,
+      // by when the leader may have finished the job).
+      await until('the leader fetching the slow layer', () => proxy.stats.log.some((req) => req.path.includes(failover.layer)));
       await leader.kill9();
       // The other replica takes the Lease once it has seen it unrenewed for its duration (15 s),
       // then finishes the work (after the dead leader's S3 marker goes stale).

@@ -51,21 +51,28 @@ export interface IndexedPlatform {
 /** The ClipImage condition reasons, and the reasons of `Warning IndexFailed` events. */
 export type FailureReason = 'Unauthorized' | 'NotFound' | 'NotAFilesystem' | 'Unavailable';
 
-export type IndexOutcome =
+/** Each outcome names its image (`IndexRequest.image`): one requester may ask for several. */
+export type IndexOutcome = { image: string } & (
   | { state: 'Indexing'; digest?: string; progress: string }
   | { state: 'Indexed'; digest: string; indexes: IndexedPlatform[] }
-  | { state: 'Failed'; reason: FailureReason; message: string; digest?: string };
+  | { state: 'Failed'; reason: FailureReason; message: string; digest?: string }
+);
 
 /** The index side, as the Kubernetes side sees it. */
 export interface IndexService {
   /**
    * Makes sure an index exists for every platform of the request (a job per digest + platform;
    * equal requests join the running job; an index already in S3 is reported Indexed at once).
-   * Outcomes reach the listeners registered with `onOutcome`, once per state change per requester.
+   * Outcomes reach the listeners registered with `onOutcome`, once per state change per requester
+   * and image. A requester may ask for several images (a pod with volumes of different images),
+   * each tracked on its own; a new request of an image replaces the requester's earlier one.
    */
   submit(request: IndexRequest): void;
-  /** The object is gone: report nothing more to it (jobs others still want go on). */
-  withdraw(requester: Requester): void;
+  /**
+   * The object is gone (or no longer needs `image`): report nothing more to it about all its
+   * images (or that one); jobs others still want go on.
+   */
+  withdraw(requester: Requester, image?: string): void;
   onOutcome(listener: (requester: Requester, outcome: IndexOutcome) => void): void;
 }
 

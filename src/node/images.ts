@@ -74,6 +74,8 @@ export interface ImageManagerOptions {
   mountExtras?: MountExtras;
   /** Indexes shared through S3 (--s3-bucket). */
   s3?: S3IndexStore;
+  /** A controller's marker not refreshed for this long is stale (--index-marker-stale-seconds). */
+  markerStaleMs: number;
   /** How long a registry request waits for credentials a restarted plugin does not have yet. */
   credentialsWaitMs: number;
 }
@@ -332,7 +334,7 @@ export class ImageManager {
   private async awaitController(s3: S3IndexStore, request: ImageRequest, path: string): Promise<boolean> {
     const fields = { image: request.image, digest: request.digest, url: s3.url(request.key) };
     let marker = await s3.readMarker(request.key);
-    if (!marker || !isMarkerFresh(marker, new Date())) {
+    if (!marker || !isMarkerFresh(marker, new Date(), this.options.markerStaleMs)) {
       if (marker) this.options.log('info', 'the indexing marker is stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
       return false;
     }
@@ -349,7 +351,7 @@ export class ImageManager {
           this.options.log('warn', 'the indexing marker disappeared without an index; indexing the image here', fields);
           return false;
         }
-        if (!isMarkerFresh(marker, new Date())) {
+        if (!isMarkerFresh(marker, new Date(), this.options.markerStaleMs)) {
           this.options.log('warn', 'the indexing marker went stale; indexing the image here', { ...fields, holder: truncate(marker.holder), refreshed_at: marker.refreshedAt });
           return false;
         }

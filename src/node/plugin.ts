@@ -30,6 +30,8 @@ export interface NodePluginOptions {
   metricsAddr?: string;
   imageGraceSeconds: number;
   indexWaitSeconds: number;
+  /** A controller's "being indexed" marker not refreshed for this long is stale: the node indexes the image itself. */
+  indexMarkerStaleSeconds: number;
   /** kubelet's root directory: every target path must be under it. */
   kubeletDir: string;
   /** How long a registry request of a restored private image waits for kubelet to republish its credentials. */
@@ -73,6 +75,7 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     // Every image mount shares the node's disk cache and reports into the same registry.
     mountExtras: { cacheDir, cacheMaxBytes: options.cacheMaxBytes, metrics: new ClipMetrics(metrics.registry), logger: log },
     ...(options.s3 && { s3: new S3IndexStore(options.s3) }),
+    markerStaleMs: options.indexMarkerStaleSeconds * 1000,
     credentialsWaitMs: options.credentialsWaitSeconds * 1000,
   });
   volumes = new NodeVolumes({

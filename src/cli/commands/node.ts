@@ -1,5 +1,6 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ClipError } from '../../clipcore/errors.js';
+import { MARKER_REFRESH_MS, MARKER_STALE_MS } from '../../clipcore/index-store/marker.js';
 import { CLIP_VERSION } from '../../clipcore/version.js';
 import { checkDriverName, DEFAULT_DRIVER_NAME } from '../../csi/identity.js';
 import { parseByteSize } from '../byte-size.js';
@@ -8,6 +9,15 @@ import { logJson } from '../log.js';
 import { caCertOption, insecureRegistryOption, serviceRegistrySettings, type ServiceRegistryFlags } from '../registry-options.js';
 import { addS3Flags, S3_HELP, s3OptionsFrom, type S3Flags } from '../s3-options.js';
 import { waitForStopSignal } from '../stop-signal.js';
+
+/** Twice the controller's refresh interval: a shorter threshold would call a live controller's marker stale between refreshes. */
+const MIN_MARKER_STALE_SECONDS = (2 * MARKER_REFRESH_MS) / 1000;
+
+function markerStaleSeconds(value: string): number {
+  const parsed = seconds(value);
+  if (parsed < MIN_MARKER_STALE_SECONDS) throw new InvalidArgumentError(`${JSON.stringify(value)} is below ${MIN_MARKER_STALE_SECONDS} seconds`);
+  return parsed;
+}
 
 interface NodeFlags extends S3Flags, ServiceRegistryFlags {
   endpoint: string;
@@ -21,6 +31,7 @@ interface NodeFlags extends S3Flags, ServiceRegistryFlags {
   metricsAddr?: string;
   imageGraceSeconds: number;
   indexWaitSeconds: number;
+  indexMarkerStaleSeconds: number;
   kubeletDir: string;
   credentialsWaitSeconds: number;
 }
@@ -61,6 +72,14 @@ export function registerNode(program: Command): void {
     )
     .addOption(
       new Option(
+        '--index-marker-stale-seconds <n>',
+        `a controller's "being indexed" marker in S3 not refreshed for this long is stale (its controller is gone): the node stops waiting and indexes the image itself; at least ${MIN_MARKER_STALE_SECONDS} (the controller refreshes it every ${MARKER_REFRESH_MS / 1000} s)`,
+      )
+        .argParser(markerStaleSeconds)
+        .default(MARKER_STALE_MS / 1000),
+    )
+    .addOption(
+      new Option(
         '--credentials-wait-seconds <n>',
         "after a restart, how long a read of a private image's uncached data waits for kubelet to publish the volume again with its secret (credentials are never stored); then EIO",
       )
@@ -88,6 +107,7 @@ export function registerNode(program: Command): void {
         ...(flags.metricsAddr !== undefined && { metricsAddr: flags.metricsAddr }),
         imageGraceSeconds: flags.imageGraceSeconds,
         indexWaitSeconds: flags.indexWaitSeconds,
+        indexMarkerStaleSeconds: flags.indexMarkerStaleSeconds,
         kubeletDir: flags.kubeletDir,
         credentialsWaitSeconds: flags.credentialsWaitSeconds,
         registry: await serviceRegistrySettings(flags),

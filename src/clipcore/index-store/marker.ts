@@ -44,12 +44,15 @@ export function refreshedMarker(marker: IndexingMarker, now: Date, progress?: st
   };
 }
 
-/** Fresh: refreshed within MARKER_STALE_MS and not past its expiry. A clock skew of a few seconds is tolerated by the margin. */
-export function isMarkerFresh(marker: IndexingMarker, now: Date): boolean {
+/**
+ * Fresh: refreshed within `staleMs` (default MARKER_STALE_MS) and not past its expiry. A clock
+ * skew of a few seconds is tolerated by the margin.
+ */
+export function isMarkerFresh(marker: IndexingMarker, now: Date, staleMs = MARKER_STALE_MS): boolean {
   const refreshed = Date.parse(marker.refreshedAt);
   const expires = Date.parse(marker.expiresAt);
   if (!Number.isFinite(refreshed) || !Number.isFinite(expires)) return false;
-  return now.getTime() - refreshed < MARKER_STALE_MS && now.getTime() < expires;
+  return now.getTime() - refreshed < staleMs && now.getTime() < expires;
 }
 
 /** Parses a marker object's body; anything that is not a marker of this version is undefined (treated as absent). */

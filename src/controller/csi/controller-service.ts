@@ -93,8 +93,8 @@ export function controllerService(options: ControllerServiceOptions): Controller
     };
     queue.submit({ image: image.value, platforms, credentials: credentials ? [credentials] : [], requester });
     const waitMs = Math.max(0, Math.min(options.createWaitMs, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
-    const outcome = await queue.settled(requester.uid, waitMs, ctx.signal);
-    const indexed = outcome?.state === 'Indexed' ? queue.indexedImage(requester.uid) : undefined;
+    const outcome = await queue.settled(requester.uid, image.value, waitMs, ctx.signal);
+    const indexed = outcome?.state === 'Indexed' ? queue.indexedImage(requester.uid, image.value) : undefined;
     if (indexed) {
       // Kept a while: the provisioner repeating the call (a lost answer) gets the same volume at once.
       forgetLater(requester);

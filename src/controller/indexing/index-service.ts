@@ -32,6 +32,13 @@ interface Want {
   timer?: NodeJS.Timeout;
 }
 
+/** One image a requester asked for. */
+interface Entry {
+  want: Want;
+  revision: string;
+  told?: string;
+}
+
 interface Job {
   readonly spec: IndexSpec;
   readonly wants: Set<Want>;
@@ -67,8 +74,8 @@ export interface IndexQueueOptions {
 export class IndexQueue implements IndexService {
   private readonly wants = new Map<string, Want>();
   private readonly jobs = new Map<string, Job>();
-  /** requester uid → its want, the revision it came with, and the last outcome it was told. */
-  private readonly requesters = new Map<string, { want: Want; revision: string; told?: string }>();
+  /** requester uid → per image it asked for: its want, the revision it came with, the last outcome it was told. */
+  private readonly requesters = new Map<string, Entry[]>();
   private readonly listeners: Array<(requester: Requester, outcome: IndexOutcome) => void> = [];
   private readonly waiters = new Map<string, Set<() => void>>();
   private running = 0;
@@ -99,63 +106,67 @@ export class IndexQueue implements IndexService {
       if (request.platforms.length === 0) throw new Error('no platform to index the image for');
       reference = parseReference(request.image);
     } catch (err) {
-      this.withdraw(requester);
-      this.emit(requester, { state: 'Failed', reason: 'NotFound', message: describeError(err) });
+      this.withdraw(requester, request.image);
+      this.emit(requester, { image: request.image, state: 'Failed', reason: 'NotFound', message: describeError(err) });
       return;
     }
     const platforms = [...new Set(request.platforms)].sort();
     const key = wantKey(request.image, platforms, request.credentials);
-    const known = this.requesters.get(requester.uid);
-    if (known && known.want.key !== key) this.withdraw(requester);
+    let known = this.entryOf(requester.uid, request.image);
+    const changed = known?.revision !== requester.revision;
+    if (known && known.want.key !== key) {
+      this.withdraw(requester, request.image);
+      known = undefined;
+    }
     let want = this.wants.get(key);
     if (!want) {
       want = { key, image: request.image, reference, platforms, credentials: request.credentials, requesters: new Map(), attempt: 0 };
       this.wants.set(key, want);
       this.resolve(want);
     }
-    const changed = known?.revision !== requester.revision;
     want.requesters.set(requester.uid, requester);
-    this.requesters.set(requester.uid, { want, revision: requester.revision, ...(known?.want === want && known.told !== undefined && { told: known.told }) });
-    if (changed) this.retryPermanentFailures(want);
-    // Only this requester's state can have changed (telling every requester of the want here
-    // made 50,000 pods of one image cost 50,000² steps).
-    this.report(want, requester);
-  }
-
-  withdraw(requester: Requester): void {
-    const entry = this.requesters.get(requester.uid);
-    if (!entry) return;
-    this.requesters.delete(requester.uid);
-    const { want } = entry;
-    want.requesters.delete(requester.uid);
-    if (want.requesters.size > 0) return;
-    // Nobody wants it any more: stop retrying, forget jobs no one else needs (a running one finishes).
-    clearTimeout(want.timer);
-    this.wants.delete(want.key);
-    for (const job of this.jobsOf(want)) {
-      job.wants.delete(want);
-      if (job.wants.size === 0 && job.state !== 'running') this.jobs.delete(job.spec.key);
+    if (known) known.revision = requester.revision;
+    else {
+      // `[entry]` is allocated at its length; a spread into an empty array keeps room for 17.
+      const entry: Entry = { want, revision: requester.revision };
+      const others = this.requesters.get(requester.uid);
+      this.requesters.set(requester.uid, others ? [...others, entry] : [entry]);
     }
+    const retried = changed ? this.retryPermanentFailures(want) : [];
+    // Usually only this requester's state changed (telling every requester of the want at each
+    // submit made 50,000 pods of one image cost 50,000² steps); a retried failure changed the
+    // state of everyone waiting on it, and each of them is told.
+    if (retried.length > 0) for (const changedWant of retried) this.report(changedWant);
+    else this.report(want, requester);
   }
 
-  /** The outcome a requester would be told now. */
-  outcomeOf(uid: string): IndexOutcome | undefined {
-    const entry = this.requesters.get(uid);
+  withdraw(requester: Requester, image?: string): void {
+    const entries = this.requesters.get(requester.uid);
+    if (!entries) return;
+    const kept = image === undefined ? [] : entries.filter((entry) => entry.want.image !== image);
+    if (kept.length > 0) this.requesters.set(requester.uid, kept);
+    else this.requesters.delete(requester.uid);
+    for (const entry of entries) if (!kept.includes(entry)) this.forget(requester.uid, entry.want);
+  }
+
+  /** The outcome a requester would be told now about `image`. */
+  outcomeOf(uid: string, image: string): IndexOutcome | undefined {
+    const entry = this.entryOf(uid, image);
     return entry && this.outcome(entry.want);
   }
 
-  /** The image of a requester whose indexes are all in S3. */
-  indexedImage(uid: string): IndexedImage | undefined {
-    const want = this.requesters.get(uid)?.want;
+  /** The image a requester asked for, once its indexes are all in S3. */
+  indexedImage(uid: string, image: string): IndexedImage | undefined {
+    const want = this.entryOf(uid, image)?.want;
     if (!want?.resolved) return undefined;
     const jobs = this.jobsOf(want);
     if (jobs.some((job) => job.state !== 'indexed')) return undefined;
     return { reference: want.reference, digest: want.resolved.digest, fileBytes: Math.max(0, ...jobs.map((job) => job.summary?.fileBytes ?? 0)) };
   }
 
-  /** Resolves when the requester's outcome is no longer Indexing, or after `ms`, or when `signal` aborts. */
-  async settled(uid: string, ms: number, signal?: AbortSignal): Promise<IndexOutcome | undefined> {
-    const current = this.outcomeOf(uid);
+  /** Resolves when the requester's outcome for `image` is no longer Indexing, or after `ms`, or when `signal` aborts. */
+  async settled(uid: string, image: string, ms: number, signal?: AbortSignal): Promise<IndexOutcome | undefined> {
+    const current = this.outcomeOf(uid, image);
     if (!current || current.state !== 'Indexing' || ms <= 0 || signal?.aborted) return current;
     await new Promise<void>((resolve) => {
       const waiters = this.waiters.get(uid) ?? new Set<() => void>();
@@ -171,7 +182,7 @@ export class IndexQueue implements IndexService {
       signal?.addEventListener('abort', done, { once: true });
       waiters.add(done);
     });
-    return this.outcomeOf(uid);
+    return this.outcomeOf(uid, image);
   }
 
   /** Stops starting work; jobs running are left to the caller's process exit (their markers: Indexer.abandon). */
@@ -182,6 +193,19 @@ export class IndexQueue implements IndexService {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** A requester no longer wants `want`: a want nobody wants is dropped. */
+  private forget(uid: string, want: Want): void {
+    want.requesters.delete(uid);
+    if (want.requesters.size > 0) return;
+    // Nobody wants it any more: stop retrying, forget jobs no one else needs (a running one finishes).
+    clearTimeout(want.timer);
+    this.wants.delete(want.key);
+    for (const job of this.jobsOf(want)) {
+      job.wants.delete(want);
+      if (job.wants.size === 0 && job.state !== 'running') this.jobs.delete(job.spec.key);
+    }
+  }
 
   private resolve(want: Want): void {
     want.timer = undefined;
@@ -223,12 +247,17 @@ export class IndexQueue implements IndexService {
     );
   }
 
-  /** A new revision of a requester: what failed for good is tried again. */
-  private retryPermanentFailures(want: Want): void {
+  /**
+   * A new revision of a requester: what failed for good is tried again. Returns the wants whose
+   * outcome that changed (the want, and every want sharing a job tried again).
+   */
+  private retryPermanentFailures(want: Want): Want[] {
+    const changed = new Set<Want>();
     if (want.failure?.permanent) {
       want.failure = undefined;
       want.attempt = 0;
       this.resolve(want);
+      changed.add(want);
     }
     for (const job of this.jobsOf(want)) {
       if (job.state !== 'failed') continue;
@@ -236,8 +265,10 @@ export class IndexQueue implements IndexService {
       job.progress = 'queued';
       job.failure = undefined;
       job.notBefore = 0;
+      for (const sharing of job.wants) changed.add(sharing);
     }
     this.pump();
+    return [...changed];
   }
 
   private pump(): void {
@@ -330,6 +361,10 @@ export class IndexQueue implements IndexService {
     });
   }
 
+  private entryOf(uid: string, image: string): Entry | undefined {
+    return this.requesters.get(uid)?.find((entry) => entry.want.image === image);
+  }
+
   private jobsOf(want: Want): Job[] {
     if (!want.resolved) return [];
     const jobs: Job[] = [];
@@ -341,15 +376,17 @@ export class IndexQueue implements IndexService {
   }
 
   private outcome(want: Want): IndexOutcome {
-    if (want.failure) return { state: 'Failed', reason: want.failure.reason, message: want.failure.message };
-    if (!want.resolved) return { state: 'Indexing', progress: `resolving ${want.image}` };
+    const { image } = want;
+    if (want.failure) return { image, state: 'Failed', reason: want.failure.reason, message: want.failure.message };
+    if (!want.resolved) return { image, state: 'Indexing', progress: `resolving ${want.image}` };
     const digest = want.resolved.digest;
     const jobs = this.jobsOf(want);
     const failed = jobs.find((job) => job.failure);
-    if (failed?.failure) return { state: 'Failed', reason: failed.failure.reason, message: failed.failure.message, digest };
+    if (failed?.failure) return { image, state: 'Failed', reason: failed.failure.reason, message: failed.failure.message, digest };
     const pending = jobs.filter((job) => job.state !== 'indexed');
     if (pending.length === 0 && jobs.length > 0) {
       return {
+        image,
         state: 'Indexed',
         digest,
         indexes: jobs.map((job) => ({
@@ -363,16 +400,17 @@ export class IndexQueue implements IndexService {
       };
     }
     const progress = pending.length === 1 ? (pending[0]?.progress ?? 'queued') : pending.map((job) => `${job.spec.platform}: ${job.progress}`).join('; ');
-    return { state: 'Indexing', digest, progress: progress || 'queued' };
+    return { image, state: 'Indexing', digest, progress: progress || 'queued' };
   }
 
   /** Tells each requester of `want` (or just `only`) its outcome if its state changed, and wakes CreateVolume waiters. */
   private report(want: Want, only?: Requester): void {
     const outcome = this.outcome(want);
-    const signature = `${outcome.state}|${'reason' in outcome ? outcome.reason : ''}`;
+    // Kept per requester: a constant string for the common states, not a new one per requester.
+    const signature = outcome.state === 'Failed' ? `Failed|${outcome.reason}` : outcome.state;
     for (const requester of only ? [only] : want.requesters.values()) {
-      const entry = this.requesters.get(requester.uid);
-      if (!entry || entry.told === signature) continue;
+      const entry = this.entryOf(requester.uid, want.image);
+      if (entry?.want !== want || entry.told === signature) continue;
       entry.told = signature;
       this.emit(requester, outcome);
     }

@@ -26,11 +26,6 @@ export class ClipImageRequests implements WatchSink<ClipImage> {
 
   constructor(private readonly options: ClipImageRequestsOptions) {}
 
-  /** The image a ClipImage asks for (for messages). */
-  imageOf(uid: string): string | undefined {
-    return this.images.get(uid)?.image;
-  }
-
   upsert(object: ClipImage): void {
     const metadata = object.metadata;
     if (!metadata?.uid || !metadata.name) return;
@@ -50,6 +45,8 @@ export class ClipImageRequests implements WatchSink<ClipImage> {
       platforms: object.spec?.platforms ?? [],
       ...(ref?.name && ref.namespace && { pullSecret: { name: ref.name, namespace: ref.namespace } }),
     };
+    // Another image: its status no longer follows the one asked before.
+    if (known && known.image !== image) this.options.index.withdraw(known.requester);
     this.images.set(metadata.uid, view);
     this.submit(view);
   }

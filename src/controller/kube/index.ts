@@ -203,7 +203,6 @@ export class KubeSide implements ClusterView {
       {
         event: (who, type, reason, message) => events.record(who, type, reason, message),
         status: (who, what) => status.write(who, what),
-        imageOf: (who) => (who.kind === 'Pod' ? this.work?.pods.imageOf(who.uid) : who.kind === 'ClipImage' ? this.work?.clipImages.imageOf(who.uid) : undefined),
       },
       requester,
       outcome,

@@ -32,12 +32,6 @@ export class PodRequests implements WatchSink<V1Pod> {
 
   constructor(private readonly options: PodRequestsOptions) {}
 
-  /** The image a pod asked for, for messages; undefined when it asked for several. */
-  imageOf(uid: string): string | undefined {
-    const images = new Set(this.pods.get(uid)?.volumes.map((volume) => volume.image));
-    return images.size === 1 ? [...images][0] : undefined;
-  }
-
   upsert(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
@@ -50,6 +44,11 @@ export class PodRequests implements WatchSink<V1Pod> {
     }
     if (known && sameNeeds(known, view)) return; // keeps the revision it was submitted with
     this.pods.set(uid, view);
+    if (known) {
+      // Images the pod no longer asks for: nothing more is reported to it about them.
+      const images = new Set(view.volumes.map((volume) => volume.image));
+      for (const volume of known.volumes) if (!images.has(volume.image)) this.options.index.withdraw(podRequester(known), volume.image);
+    }
     this.submit(view);
   }
 
