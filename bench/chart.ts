@@ -5,8 +5,8 @@
  */
 import { formatQuantity, type HeadlineRow } from './headline.js';
 
-const WIDTH = 1000;
-const LABEL_WIDTH = 360;
+const WIDTH = 1200;
+const LABEL_WIDTH = 410;
 const BAR_LEFT = LABEL_WIDTH + 10;
 const BAR_WIDTH = 340;
 const BAR_HEIGHT = 13;
@@ -15,6 +15,12 @@ const CLIP_COLOR = '#1b7f79';
 const OTHER_COLOR = '#9a9a9a';
 
 const escape = (text: string): string => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+
+/** A bar's label without the table's asides (the table keeps them), at most 64 characters. */
+function shortLabel(label: string): string {
+  const short = label.replace(/^full pull: /, '').replace(/\s*\([^)]*\)/g, '');
+  return short.length > 64 ? `${short.slice(0, 63)}…` : short;
+}
 
 /** Ticks every factor of 10 for times, of 32 for bytes (1 KiB, 32 KiB, 1 MiB, ...). */
 const STEP: Record<'s' | 'B', number> = { s: 10, B: 32 };
@@ -57,7 +63,7 @@ export function headlineChart(rows: readonly HeadlineRow[], caption: string): st
       parts.push(`<text x="${LABEL_WIDTH}" y="${y + 32}" font-size="11" text-anchor="end" fill="${CLIP_COLOR}">${escape(row.ratioText)}</text>`);
       const bars: Array<[number, string, string]> = [
         [row.clip.value, CLIP_COLOR, `clip-csi ${formatQuantity(row.clip.value, group.base)}`],
-        [row.alternative.value.value, OTHER_COLOR, `${row.alternative.label.replace(/^full pull: /, '')} ${formatQuantity(row.alternative.value.value, group.base)}`],
+        [row.alternative.value.value, OTHER_COLOR, `${shortLabel(row.alternative.label)} ${formatQuantity(row.alternative.value.value, group.base)}`],
       ];
       for (const [i, [value, color, label]] of bars.entries()) {
         const by = y + 6 + i * (BAR_HEIGHT + 3);
