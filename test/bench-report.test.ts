@@ -71,7 +71,7 @@ describe('bench report', () => {
 
   it('the chart draws clip beside the best alternative for each charted figure, on log axes', () => {
     const svg = headlineChart(headlineRows({ rows }), 'caption');
-    const bars = [...svg.matchAll(/<rect x="370" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+    const bars = [...svg.matchAll(/<rect x="420" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
     assert.equal(bars.length, 2 * 3, 'two bars for each of the three rows that are not secondary');
     // Time axis from 10 ms to 10 s (decades), bytes axis in powers of 32.
     for (const tick of ['10 ms', '100 ms', '1 s', '10 s', '32 KiB', '1 MiB', '32 MiB', '1 GiB']) assert.match(svg, new RegExp(`>${tick}</text>`));
