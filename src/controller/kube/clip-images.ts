@@ -2,6 +2,7 @@
  * ClipImages → IndexRequests: a request when one appears or its spec changes (a new generation;
  * status writes do not count), a withdrawal when it is deleted or missing from a relist.
  */
+import { RelistSeen } from './relist.js';
 import type { IndexService, Requester } from '../contracts.js';
 import type { ClipImage } from './clip-image-api.js';
 import type { CredentialReader } from './credentials.js';
@@ -22,14 +23,14 @@ export interface ClipImageRequestsOptions {
 
 export class ClipImageRequests implements WatchSink<ClipImage> {
   private readonly images = new Map<string, ClipImageView>();
-  private seen: Set<string> | undefined;
+  private readonly relist = new RelistSeen();
 
   constructor(private readonly options: ClipImageRequestsOptions) {}
 
   upsert(object: ClipImage): void {
     const metadata = object.metadata;
     if (!metadata?.uid || !metadata.name) return;
-    this.seen?.add(metadata.uid);
+    this.relist.saw(metadata.uid);
     const known = this.images.get(metadata.uid);
     const revision = String(metadata.generation ?? 0);
     if (known?.requester.revision === revision) return;
@@ -57,13 +58,14 @@ export class ClipImageRequests implements WatchSink<ClipImage> {
   }
 
   relistBegin(): void {
-    this.seen = new Set();
+    this.relist.begin();
   }
 
   relistEnd(): void {
-    const seen = this.seen;
-    this.seen = undefined;
-    for (const view of [...this.images.values()]) if (!seen?.has(view.requester.uid)) this.drop(view);
+    for (const uid of this.relist.end(this.images.keys())) {
+      const view = this.images.get(uid);
+      if (view) this.drop(view);
+    }
   }
 
   clear(): void {

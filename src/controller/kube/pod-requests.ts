@@ -3,6 +3,7 @@
  * a pod appears or changes what it needs, and withdraws when it is deleted, starts running, or is
  * not in a relist. Credentials are read only if --read-pull-secrets (it needs RBAC on Secrets).
  */
+import { RelistSeen } from './relist.js';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { IndexService, Requester } from '../contracts.js';
 import type { CredentialReader } from './credentials.js';
@@ -28,14 +29,14 @@ export const podRequester = (view: PodView): Requester => ({
 
 export class PodRequests implements WatchSink<V1Pod> {
   private readonly pods = new Map<string, PodView>();
-  private seen: Set<string> | undefined;
+  private readonly relist = new RelistSeen();
 
   constructor(private readonly options: PodRequestsOptions) {}
 
   upsert(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    this.seen?.add(uid);
+    this.relist.saw(uid);
     const view = projectPod(pod, this.options.driverName);
     const known = this.pods.get(uid);
     if (!view) {
@@ -58,13 +59,14 @@ export class PodRequests implements WatchSink<V1Pod> {
   }
 
   relistBegin(): void {
-    this.seen = new Set();
+    this.relist.begin();
   }
 
   relistEnd(): void {
-    const seen = this.seen;
-    this.seen = undefined;
-    for (const view of [...this.pods.values()]) if (!seen?.has(view.uid)) this.drop(view);
+    for (const uid of this.relist.end(this.pods.keys())) {
+      const view = this.pods.get(uid);
+      if (view) this.drop(view);
+    }
   }
 
   /** Leadership lost: another replica answers for the pods now. */
