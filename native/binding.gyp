@@ -14,8 +14,14 @@
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {
+      "target_name": "clip_fdpass",
+      "sources": ["clip_fdpass.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "<@(asan_flags)"],
+      "ldflags": ["<@(asan_flags)"]
+    },
+    {
       "target_name": "clip_fuse",
-      "sources": ["clip_fuse.c", "clip_fuse_table.c"],
+      "sources": ["clip_fuse.c", "clip_fuse_loop.c", "clip_fuse_table.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "<!@(pkg-config --cflags fuse3)", "<@(asan_flags)"],
       "ldflags": ["<@(asan_flags)"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]

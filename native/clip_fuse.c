@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clip_fuse_loop.h"
 #include "clip_fuse_table.h"
 
 /* The archive never changes under a mount: the kernel may keep entries and attributes a day. */
@@ -80,6 +81,8 @@ typedef struct {
 typedef struct {
   ClipTable table;
   struct fuse_session* se;
+  ClipLoop loop;
+  int loop_ready;
   napi_threadsafe_function tsfn;
   pthread_mutex_t lock;
   int closed;
@@ -110,6 +113,7 @@ static void entry_unref(DiskEntry* e) {
 
 static void session_free(Session* s) {
   if (s->se) fuse_session_destroy(s->se);
+  if (s->loop_ready) clip_loop_destroy(&s->loop);
   for (uint32_t b = 0; b < s->blob_count; b++) {
     for (uint32_t i = 0; s->blobs[b].entries && i < s->blobs[b].count; i++) {
       if (s->blobs[b].entries[i]) entry_unref(s->blobs[b].entries[i]);
@@ -603,21 +607,10 @@ static const struct fuse_lowlevel_ops OPS = {
     .access = op_access,
 };
 
-/* ---- the loop thread ---- */
+/* ---- the loop (clip_fuse_loop.c) ---- */
 
-static void* loop_main(void* arg) {
-  Session* s = arg;
-  struct fuse_loop_config* config = fuse_loop_cfg_create();
-  if (config) {
-    /* Up to 16 threads while busy, 2 kept idle: a node serves many mounts. */
-    fuse_loop_cfg_set_max_threads(config, 16);
-    fuse_loop_cfg_set_idle_threads(config, 2);
-    fuse_session_loop_mt(s->se, config);
-    fuse_loop_cfg_destroy(config);
-  }
-  drop_ref(s);
-  return NULL;
-}
+/* The loop's reference: dropped by its last thread (the kernel connection ended, or stop). */
+static void loop_ended(void* context) { drop_ref(context); }
 
 /* ---- JavaScript side ---- */
 
@@ -796,13 +789,15 @@ static int get_layouts(napi_env env, napi_value array, Session* s) {
 }
 
 /*
- * mount(table, mountPoint, options, debug, onRead, layouts): a session serving `mountPoint` (a
- * directory, or /dev/fd/N for an open /dev/fuse descriptor, which is duplicated: the caller
- * keeps its own). `layouts`: the span ends of each blob, for reads served from the disk cache.
+ * mount(table, mountPoint, options, debug, onRead, layouts, init?): a session serving
+ * `mountPoint` (a directory, or /dev/fd/N for an open /dev/fuse descriptor, which is duplicated:
+ * the caller keeps its own). `layouts`: the span ends of each blob, for reads served from the
+ * disk cache. `init`: the INIT request an adopted connection was initialised with by another
+ * process (connection()), replayed instead of waiting for one.
  */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 6) {
     napi_throw_type_error(env, NULL, "clip_fuse: mount needs 6 arguments");
@@ -810,10 +805,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   void* bytes;
   size_t length;
+  void* init = NULL;
+  size_t init_length = 0;
   char mount_point[4096], options[4096];
   bool debug = false;
+  napi_valuetype init_type = napi_undefined;
+  if (argc > 6) CHECK(env, napi_typeof(env, argv[6], &init_type));
   if (!get_bytes(env, argv[0], &bytes, &length) || !get_string(env, argv[1], mount_point, sizeof mount_point) ||
-      !get_string(env, argv[2], options, sizeof options)) {
+      !get_string(env, argv[2], options, sizeof options) ||
+      (init_type != napi_undefined && !get_bytes(env, argv[6], &init, &init_length))) {
     return NULL;
   }
   CHECK(env, napi_get_value_bool(env, argv[3], &debug));
@@ -863,20 +863,29 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EMOUNT", "clip_fuse: mount failed (see stderr)");
     return NULL;
   }
+  int loop_error = clip_loop_init(&s->loop, s->se, loop_ended, s);
+  if (loop_error == 0) s->loop_ready = 1;
+  if (loop_error == 0 && init) loop_error = clip_loop_adopt_init(&s->loop, init, init_length);
+  if (loop_error != 0) {
+    if (adopted < 0) fuse_session_unmount(s->se);
+    session_free(s);
+    napi_throw_error(env, "EINVAL", init ? "clip_fuse: the INIT request to adopt is malformed" : "clip_fuse: cannot prepare the request loop");
+    return NULL;
+  }
 
   napi_value name, handle;
   CHECK(env, napi_create_string_utf8(env, "clip_fuse.read", NAPI_AUTO_LENGTH, &name));
   if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
-    fuse_session_unmount(s->se);
+    if (adopted < 0) fuse_session_unmount(s->se);
     session_free(s);
     napi_throw_error(env, NULL, "clip_fuse: cannot create the read callback");
     return NULL;
   }
-  s->refs = 2; /* the loop thread and the JavaScript handle */
+  s->refs = 2; /* the loop and the JavaScript handle */
   CHECK(env, napi_create_object(env, &handle));
   if (napi_wrap(env, handle, s, finalize_handle, NULL, NULL) != napi_ok) {
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    fuse_session_unmount(s->se);
+    if (adopted < 0) fuse_session_unmount(s->se);
     session_free(s);
     napi_throw_error(env, NULL, "clip_fuse: cannot wrap the session");
     return NULL;
@@ -885,17 +894,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
-  pthread_t thread;
-  int started = pthread_create(&thread, NULL, loop_main, s);
+  int started = clip_loop_start(&s->loop);
   pthread_sigmask(SIG_SETMASK, &previous, NULL);
   if (started != 0) {
     close_session(s);
-    fuse_session_unmount(s->se);
+    if (adopted < 0) fuse_session_unmount(s->se);
     s->refs--; /* no loop thread; the handle's finalizer drops the last reference */
     napi_throw_error(env, NULL, "clip_fuse: cannot start the loop thread");
     return NULL;
   }
-  pthread_detach(thread);
   return handle;
 }
 
@@ -1038,6 +1045,65 @@ static napi_value js_publish(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * detach(session): stops reading requests (docs/node.md, "Handover"): each loop thread finishes
+ * the request it read and ends; requests still queued stay in the kernel for the process that
+ * serves the connection next. Reads already handed to JavaScript are still answered. Nothing is
+ * unmounted. True when every loop thread ended within 2 s.
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  CHECK(env, napi_get_boolean(env, clip_loop_stop(&s->loop, 2000) == 0, &result));
+  return result;
+}
+
+/*
+ * connection(session): { fd, init }: the session's /dev/fuse descriptor (the session's own: pass
+ * it on, never close it) and the INIT request the connection was initialised with (null before
+ * the kernel sent it), which a process adopting the connection gives mount().
+ */
+static napi_value js_connection(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, fd, init;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  CHECK(env, napi_create_object(env, &result));
+  CHECK(env, napi_create_int32(env, s->loop.fd, &fd));
+  CHECK(env, napi_set_named_property(env, result, "fd", fd));
+  pthread_mutex_lock(&s->loop.lock);
+  unsigned char copy[CLIP_INIT_MAX];
+  size_t length = s->loop.init_len;
+  memcpy(copy, s->loop.init, length);
+  pthread_mutex_unlock(&s->loop.lock);
+  if (length == 0) {
+    CHECK(env, napi_get_null(env, &init));
+  } else {
+    void* data;
+    napi_value buffer;
+    CHECK(env, napi_create_arraybuffer(env, length, &data, &buffer));
+    memcpy(data, copy, length);
+    CHECK(env, napi_create_typedarray(env, napi_uint8_array, length, buffer, 0, &init));
+  }
+  CHECK(env, napi_set_named_property(env, result, "init", init));
+  return result;
+}
+
+/* notifyResend(session): 0 when the kernel queued again every request taken but not answered, else an errno. */
+static napi_value js_notify_resend(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  CHECK(env, napi_create_int32(env, clip_notify_resend(s->loop.fd), &result));
+  return result;
+}
+
 /* counters(session): how many requests of each kind the server answered (tests, benchmarks). */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1087,7 +1153,8 @@ NAPI_MODULE_INIT() {
     napi_callback fn;
   } functions[] = {{"validate", js_validate}, {"mount", js_mount},     {"reply", js_reply},        {"replyError", js_reply_error},
                    {"close", js_close},       {"counters", js_counters}, {"openMount", js_open_mount},
-                   {"publishDiskEntry", js_publish}};
+                   {"publishDiskEntry", js_publish}, {"detach", js_detach}, {"connection", js_connection},
+                   {"notifyResend", js_notify_resend}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok) return NULL;

@@ -82,12 +82,14 @@ describe('helm chart: lint and render', () => {
   it('the node DaemonSet: privileged clip node with /dev/fuse, Bidirectional pods and state dirs, registrar and livenessprobe', async () => {
     const daemonSet = find<Workload>(await render(), 'DaemonSet', NODE);
     const pod = daemonSet.spec.template.spec;
-    assert.deepEqual(pod.containers.map((c) => c.name), ['clip-node', 'node-driver-registrar', 'liveness-probe']);
+    assert.deepEqual(pod.containers.map((c) => c.name), ['clip-node', 'clip-holder', 'node-driver-registrar', 'liveness-probe']);
     assert.equal(pod.priorityClassName, 'system-node-critical');
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }], 'runs on every node, whatever its taints');
     assert.equal(pod.automountServiceAccountToken, false, 'the node plugin needs no API access');
     assert.ok((pod.terminationGracePeriodSeconds ?? 0) >= 30);
     assert.equal(daemonSet.spec.updateStrategy?.type, 'RollingUpdate');
+    // The new pod starts beside the old one, which hands its FUSE connections over (docs/node.md).
+    assert.deepEqual((daemonSet.spec.updateStrategy as { rollingUpdate?: object } | undefined)?.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });
 
     const node = container(daemonSet, 'clip-node');
     assert.equal(node.securityContext?.['privileged'], true);
@@ -111,6 +113,20 @@ describe('helm chart: lint and render', () => {
     assert.deepEqual(node.readinessProbe?.httpGet, { path: '/readyz', port: 'metrics' });
     assert.ok(node.ports?.some((p) => p.name === 'healthz' && p.containerPort === 9808), 'the livenessprobe sidecar serves the healthz port');
     assert.ok((node as { resources?: { requests?: object } }).resources?.requests, 'resource requests');
+
+    // The holder and the plugin meet at one socket in the state directory; the holder needs no privilege.
+    const holder = container(daemonSet, 'clip-holder');
+    assert.deepEqual(holder.args, ['holder', '--socket=/var/lib/clip-csi/holder.sock']);
+    assert.equal(flagValue(args, '--holder-socket'), '/var/lib/clip-csi/holder.sock');
+    assert.equal(holder.securityContext?.['privileged'], undefined);
+    assert.deepEqual(holder.securityContext?.['capabilities'], { drop: ['ALL'] });
+    assert.equal(holder.volumeMounts?.find((m) => m.name === 'state-dir')?.mountPath, '/var/lib/clip-csi');
+  });
+
+  it('node.holder.enabled=false: no holder container, and the plugin is told so', async () => {
+    const daemonSet = find<Workload>(await render([], ['--set', 'node.holder.enabled=false']), 'DaemonSet', NODE);
+    assert.deepEqual(daemonSet.spec.template.spec.containers.map((c) => c.name), ['clip-node', 'node-driver-registrar', 'liveness-probe']);
+    assert.ok(container(daemonSet, 'clip-node').args?.includes('--no-holder'));
   });
 
   it('one kubeletDir value (trailing slash trimmed) drives every kubelet path', async () => {
@@ -244,6 +260,7 @@ describe('helm chart: lint and render', () => {
     const alerts = (rule['spec'] as { groups: Array<{ rules: Array<{ alert: string }> }> }).groups.flatMap((g) => g.rules.map((r) => r.alert));
     assert.deepEqual(alerts, [
       'ClipCSINodePluginDown',
+      'ClipCSIConnectionHolderDown',
       'ClipCSIPublishErrors',
       'ClipCSICacheHitRateLow',
       'ClipCSIFirstReadLatencyHigh',

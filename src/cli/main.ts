@@ -8,6 +8,7 @@ import { registerCreate } from './commands/create.js';
 import { registerIndex } from './commands/index-image.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerMount } from './commands/mount.js';
+import { registerHolder } from './commands/holder.js';
 import { registerNode } from './commands/node.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error (as most Unix tools). */
@@ -33,6 +34,7 @@ registerIndex(program);
 registerInspect(program);
 registerMount(program);
 registerNode(program);
+registerHolder(program);
 registerController(program);
 for (const command of program.commands) command.exitOverride();
 

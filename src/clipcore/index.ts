@@ -1,6 +1,7 @@
 // The public API of clipcore, named after the original Go library's functions.
 export { createArchive, type CreateArchiveOptions, type CreateArchiveResult, type CreateProgress } from './create/create-archive.js';
-export { CLIP_FUSE_NAME, mountArchive, openFuseMount, type MountArchiveOptions, type MountHandle, type MountServerError } from './fuse/mount.js';
+export { CLIP_FUSE_NAME, mountArchive, openFuseMount, type HeldConnection, type MountArchiveOptions, type MountHandle, type MountServerError } from './fuse/mount.js';
+export { closeAll, FdConnection, FdListener, type FdMessage } from './fuse/fd-socket.js';
 export { ArchiveReader, type OpenArchiveOptions } from './read/archive-reader.js';
 export { ArchiveIndex } from './archive/archive-index.js';
 export { SectionKind, FORMAT_VERSION } from './archive/format.js';

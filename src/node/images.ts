@@ -10,6 +10,8 @@ import { rmdir, stat, unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   ArchiveFormatError,
+  ClipError,
+  closeAll,
   createFromOCIImage,
   describeError,
   isMarkerFresh,
@@ -25,6 +27,8 @@ import {
 import { truncate } from '../csi/limits.js';
 import type { Logger } from '../csi/log.js';
 import { ImageCredentials } from './image-credentials.js';
+import type { ConnectionInfo, ReceivedConnection } from './handover/protocol.js';
+import type { HolderClient } from './handover/holder-client.js';
 import type { IndexSource, NodeMetrics } from './metrics.js';
 import { detachFuse } from './mount-utils.js';
 import type { StateDir } from './state.js';
@@ -59,6 +63,8 @@ export interface ImageMount {
   /** Publish record id → volume id of the volumes using this mount. */
   readonly users: Map<string, string>;
   readonly handle: MountHandle;
+  /** Served from a connection an earlier process opened (taken back or handed over), not mounted here. */
+  readonly adopted: boolean;
   releaseTimer?: NodeJS.Timeout;
 }
 
@@ -78,6 +84,8 @@ export interface ImageManagerOptions {
   markerStaleMs: number;
   /** How long a registry request waits for credentials a restarted plugin does not have yet. */
   credentialsWaitMs: number;
+  /** Keeps a copy of each mount's FUSE connection across crashes of this process (`clip holder`). */
+  holder?: HolderClient;
 }
 
 /** Thrown by `acquire` when the image is not ready within the wait: the work goes on. */
@@ -98,6 +106,8 @@ const UNCLAIMED_HOLD_MS = 180_000;
 const CONTROLLER_POLL_MS = 1_000;
 /** At most one "credentials missing" line per image this often: every failed read would write one. */
 const MISSING_CREDENTIALS_LOG_MS = 10_000;
+/** How long a new mount may take to get the kernel's INIT (then its connection can be handed on). */
+const INIT_WAIT_MS = 5_000;
 
 export class ImageManager {
   private readonly mounted = new Map<string, ImageMount>();
@@ -109,11 +119,18 @@ export class ImageManager {
   /** Images whose index the controller is making: its latest marker, for progress messages. */
   private readonly awaited = new Map<string, IndexingMarker>();
   private closed = false;
+  /** The mounts' connections went to a successor process: nothing here may touch them any more. */
+  private handedOver = false;
 
   constructor(private readonly options: ImageManagerOptions) {}
 
   get mountCount(): number {
     return this.mounted.size;
+  }
+
+  /** Mounts served from a connection an earlier process opened. */
+  get adoptedCount(): number {
+    return [...this.mounted.values()].filter((mount) => mount.adopted).length;
   }
 
   get(key: string): ImageMount | undefined {
@@ -199,12 +216,102 @@ export class ImageManager {
    */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.handedOver) return;
     const idle: ImageMount[] = [];
     for (const mount of this.mounted.values()) {
       if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
       if (mount.users.size === 0) idle.push(mount);
     }
     await Promise.allSettled([...idle.map((mount) => this.release(mount)), ...this.releasing.values()]);
+  }
+
+  /**
+   * Serves a live connection an earlier process of this plugin served (docs/node.md, "Restarts"):
+   * the kernel mount, and every bind and overlay made of it, stay as they are. Needs the image's
+   * index in the node-local cache. The received descriptor is closed either way (the mount keeps
+   * its own duplicate).
+   */
+  async adopt(request: ImageRequest, connection: ReceivedConnection): Promise<ImageMount> {
+    try {
+      if (this.mounted.has(request.key) || this.mounting.has(request.key)) throw new ClipError('MOUNT_FAILED', `image ${request.key} is served already`);
+      const indexPath = this.options.state.indexPath(request.key);
+      if (!(await isFile(indexPath))) throw new ClipError('NOT_FOUND', `the image's index is not in the node-local cache (${indexPath})`);
+      const handle = await this.openMount(indexPath, connection.info.mountPoint, request, connection);
+      const toc = handle.reader.index.toc;
+      const mount: ImageMount = {
+        key: request.key,
+        mountPoint: handle.mountPoint,
+        bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
+        inodes: toc.inodes.length,
+        users: new Map(),
+        handle,
+        adopted: true,
+      };
+      this.mounted.set(request.key, mount);
+      void this.hold(mount);
+      this.scheduleRelease(mount, Math.max(this.options.graceMs, UNCLAIMED_HOLD_MS));
+      return mount;
+    } finally {
+      closeAll([connection.fd]);
+    }
+  }
+
+  /** Tells the holder to forget an image's connection (one that was not taken back). */
+  async dropHeld(key: string): Promise<void> {
+    await this.options.holder?.drop(key);
+  }
+
+  /** Every served connection, as the holder and a successor get them. */
+  connections(): Array<{ info: ConnectionInfo; fd: number }> {
+    const list: Array<{ info: ConnectionInfo; fd: number }> = [];
+    for (const mount of this.mounted.values()) {
+      const connection = mount.handle.connection();
+      if (connection) list.push({ info: { key: mount.key, mountPoint: mount.mountPoint, init: Buffer.from(connection.init).toString('base64') }, fd: connection.fd });
+    }
+    return list;
+  }
+
+  /**
+   * A successor asks for the connections: from now on nothing is released or unmounted here
+   * (idle mounts included: they are the successor's). Returns what to hand over.
+   */
+  prepareHandover(): Array<{ info: ConnectionInfo; fd: number }> {
+    this.handedOver = true;
+    this.closed = true;
+    for (const mount of this.mounted.values()) {
+      if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
+      mount.releaseTimer = undefined;
+    }
+    return this.connections();
+  }
+
+  /** The successor serves the connections: stop reading them (reads already taken are still answered). */
+  releaseToSuccessor(): void {
+    for (const mount of this.mounted.values()) mount.handle.detach();
+  }
+
+  /**
+   * After taking connections over: asks the kernel to queue again what the previous process took
+   * and never answered. False when the kernel cannot (before Linux 6.9).
+   */
+  resendUnanswered(): boolean {
+    let all = true;
+    for (const mount of this.mounted.values()) if (mount.adopted && !mount.handle.resendUnanswered()) all = false;
+    return all;
+  }
+
+  /** Puts the mount's connection in the holder once the kernel has initialised it. */
+  private async hold(mount: ImageMount): Promise<void> {
+    const { holder } = this.options;
+    if (!holder) return;
+    const deadline = Date.now() + INIT_WAIT_MS;
+    let connection = mount.handle.connection();
+    while (!connection && Date.now() < deadline && this.mounted.get(mount.key) === mount) {
+      await delay(10);
+      connection = mount.handle.connection();
+    }
+    if (!connection || this.mounted.get(mount.key) !== mount) return;
+    await holder.put({ key: mount.key, mountPoint: mount.mountPoint, init: Buffer.from(connection.init).toString('base64') }, connection.fd);
   }
 
   private describeProgress(key: string): string {
@@ -244,8 +351,10 @@ export class ImageManager {
       inodes: toc.inodes.length,
       users: new Map(),
       handle,
+      adopted: false,
     };
     this.mounted.set(request.key, mount);
+    void this.hold(mount);
     this.options.log('info', 'image mounted', { image: request.image, digest: request.digest, platform: request.platform, mount_point: mount.mountPoint, index_source: obtained.source });
     // The publish that asked may have given up waiting (ABORTED): keep the mount for its retry,
     // which kubelet makes with a backoff of up to about two minutes; then let it go.
@@ -253,11 +362,12 @@ export class ImageManager {
     return mount;
   }
 
-  private async openMount(indexPath: string, mountPoint: string, request: ImageRequest): Promise<MountHandle> {
+  private async openMount(indexPath: string, mountPoint: string, request: ImageRequest, connection?: ReceivedConnection): Promise<MountHandle> {
     const handle = await mountArchive({
       ...this.options.mountExtras,
       archive: indexPath,
       mountPoint,
+      ...(connection && { fuseFd: connection.fd, fuseInit: Buffer.from(connection.info.init, 'base64') }),
       // Asked at each registry request: a republish replaces the credentials of a live mount.
       registry: { ...request.registryOptions, credentialsProvider: this.credentialsOf(request.key).provider },
     });
@@ -385,7 +495,7 @@ export class ImageManager {
   }
 
   private async release(mount: ImageMount): Promise<void> {
-    if (mount.users.size > 0 || this.mounted.get(mount.key) !== mount) return;
+    if (this.handedOver || mount.users.size > 0 || this.mounted.get(mount.key) !== mount) return;
     this.mounted.delete(mount.key);
     // The credentials leave memory with the image's last mount (a later publish brings them again).
     if (!this.mounting.has(mount.key)) this.credentials.delete(mount.key);
@@ -393,6 +503,7 @@ export class ImageManager {
       await mount.handle.unmount();
       await detachFuse(mount.mountPoint);
       await rmdir(mount.mountPoint).catch(() => undefined);
+      await this.options.holder?.drop(mount.key);
     })();
     this.releasing.set(mount.key, job.catch(() => undefined));
     try {

@@ -12,8 +12,10 @@ export class NodeMetrics {
   private readonly unpublishSeconds: client.Histogram<'code'>;
   private readonly indexSources: client.Counter<'source'>;
   private readonly indexSeconds: client.Histogram;
+  private readonly takenOverConnections: client.Counter<'source'>;
+  private readonly resends: client.Counter<'result'>;
 
-  constructor(gauges: { volumes: () => number; imageMounts: () => number }, registry = new client.Registry()) {
+  constructor(gauges: { volumes: () => number; imageMounts: () => number; holderUp: () => number | undefined }, registry = new client.Registry()) {
     this.registry = registry;
     client.collectDefaultMetrics({ register: registry, prefix: 'clip_node_' });
     this.calls = new client.Counter({
@@ -65,6 +67,37 @@ export class NodeMetrics {
         this.set(gauges.imageMounts());
       },
     });
+    this.takenOverConnections = new client.Counter({
+      name: 'clip_csi_fuse_connections_taken_over_total',
+      help: 'FUSE connections of an earlier plugin process this one serves instead of mounting again, by how they came (handover, holder)',
+      labelNames: ['source'],
+      registers: [registry],
+    });
+    for (const source of ['handover', 'holder'] as const) this.takenOverConnections.inc({ source }, 0);
+    this.resends = new client.Counter({
+      name: 'clip_csi_fuse_resend_total',
+      help: 'Requests to the kernel to resend what an earlier process left unanswered (FUSE_NOTIFY_RESEND), by result (done, unsupported)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    for (const result of ['done', 'unsupported'] as const) this.resends.inc({ result }, 0);
+    new client.Gauge({
+      name: 'clip_csi_fuse_holder_up',
+      help: 'Whether the FUSE connection holder (clip holder) answered the last exchange: 1, or 0 (a crash of the plugin would then break running pods\' volumes); absent without --holder-socket',
+      registers: [registry],
+      collect() {
+        const up = gauges.holderUp();
+        if (up !== undefined) this.set(up);
+      },
+    });
+  }
+
+  takenOver(source: 'handover' | 'holder', count: number): void {
+    this.takenOverConnections.inc({ source }, count);
+  }
+
+  resent(done: boolean): void {
+    this.resends.inc({ result: done ? 'done' : 'unsupported' });
   }
 
   call(method: string, code: string, seconds: number): void {

@@ -12,6 +12,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import {
   CLIP_FUSE_NAME,
+  closeAll,
   credentialsFromSecrets,
   describeError,
   imageKeyOf,
@@ -24,6 +25,7 @@ import { quote } from '../csi/limits.js';
 import type { Logger } from '../csi/log.js';
 import type { CallContext, NodeService } from '../csi/server.js';
 import type { NodeGetVolumeStatsResponse, NodePublishVolumeRequest, VolumeUsage } from '../csi/types.js';
+import type { ReceivedConnection } from './handover/protocol.js';
 import { ImageNotReady, type ImageManager, type ImageMount, type ImageRequest, type ImageUser } from './images.js';
 import { KeyedLock } from './keyed-lock.js';
 import { bindMount, detachFuse, isMountPoint, mountsAt, overlayMount, readMountTable, topMountAt, unmountTop, type MountEntry } from './mount-utils.js';
@@ -87,8 +89,8 @@ export class NodeVolumes {
    * call is served); volumes still recorded are mounted again in the background, each under its
    * volume's lock, so calls for them wait for that and calls for other volumes do not.
    */
-  start(): Promise<void> {
-    this.startup ??= this.reconcile();
+  start(taken: readonly ReceivedConnection[] = []): Promise<void> {
+    this.startup ??= this.reconcile(taken);
     return this.startup;
   }
 
@@ -387,12 +389,14 @@ export class NodeVolumes {
   // ---------------------------------------------------------------------------------------------
   // Reconciliation after a restart
 
-  private async reconcile(): Promise<void> {
+  private async reconcile(taken: readonly ReceivedConnection[]): Promise<void> {
     const { state, log } = this.options;
     await state.create();
     const records = await state.loadRecords(log);
     for (const record of records) this.records.set(record.id, record);
-    await this.cleanStaleMounts(records, await readMountTable());
+    const table = await readMountTable();
+    const adopted = await this.adoptConnections(records, taken, table);
+    await this.cleanStaleMounts(records, table, adopted);
     // Writable layers and index files that no record or job owns any more.
     const ids = new Set(records.map((record) => record.id));
     for (const name of await readdir(state.volumesDir)) {
@@ -413,10 +417,10 @@ export class NodeVolumes {
    * that they propagate to containers), and unpublish unmounts every layer. The other targets
    * (volumes removed while no plugin ran) are unmounted and removed; the image mounts detached.
    */
-  private async cleanStaleMounts(records: readonly PublishRecord[], table: readonly MountEntry[]): Promise<void> {
+  private async cleanStaleMounts(records: readonly PublishRecord[], table: readonly MountEntry[], adopted: ReadonlySet<string>): Promise<void> {
     const { state, log } = this.options;
     const imagesPrefix = `${state.imagesDir}/`;
-    const staleImages = table.filter((entry) => entry.mountPoint.startsWith(imagesPrefix));
+    const staleImages = table.filter((entry) => entry.mountPoint.startsWith(imagesPrefix) && !adopted.has(entry.mountPoint));
     const staleDevices = new Set(staleImages.filter((entry) => entry.fsType.startsWith('fuse')).map((entry) => entry.devId));
     const recordTargets = new Set(records.map((record) => record.targetPath));
     const targets = new Set<string>();
@@ -441,8 +445,47 @@ export class NodeVolumes {
       log('info', 'detached a stale image mount', { mount_point: entry.mountPoint });
     }
     for (const name of await readdir(state.imagesDir)) {
-      await rmdir(join(state.imagesDir, name)).catch(() => undefined);
+      if (!adopted.has(join(state.imagesDir, name))) await rmdir(join(state.imagesDir, name)).catch(() => undefined);
     }
+  }
+
+  /**
+   * Serves again the live FUSE connections of the previous process (handed over, or kept by the
+   * holder): those of images that recorded volumes use and that are still mounted where they were.
+   * The others are closed (their mounts are then detached as stale). Returns the mount points
+   * served.
+   */
+  private async adoptConnections(records: readonly PublishRecord[], taken: readonly ReceivedConnection[], table: readonly MountEntry[]): Promise<Set<string>> {
+    const { log, images, state } = this.options;
+    const adopted = new Set<string>();
+    for (const connection of taken) {
+      const { key, mountPoint } = connection.info;
+      const record = records.find((candidate) => candidate.imageKey === key);
+      const fields = { image_key: key, mount_point: mountPoint };
+      const mounted = table.some((entry) => entry.mountPoint === mountPoint && entry.fsType === `fuse.${CLIP_FUSE_NAME}`);
+      const why = !record
+        ? 'no recorded volume uses the image'
+        : mountPoint !== state.imageMountPoint(key)
+          ? 'it is not mounted where this plugin mounts the image'
+          : !mounted
+            ? 'its mount is gone'
+            : undefined;
+      if (why) {
+        closeAll([connection.fd]);
+        await images.dropHeld(key);
+        log('info', 'closed a FUSE connection of the previous process', { ...fields, reason: why });
+        continue;
+      }
+      try {
+        await images.adopt(this.imageRequest(record as PublishRecord), connection);
+        adopted.add(mountPoint);
+        log('info', 'took over a FUSE connection of the previous process', fields);
+      } catch (err) {
+        await images.dropHeld(key);
+        log('warn', 'cannot take over a FUSE connection of the previous process; its volumes are mounted again', { ...fields, error: describeError(err) });
+      }
+    }
+    return adopted;
   }
 
   private async restore(record: PublishRecord): Promise<void> {
@@ -473,6 +516,12 @@ export class NodeVolumes {
         return;
       }
       if (this.live.has(record.id)) return;
+      if (image.adopted && (await this.servesImage(record.targetPath, image))) {
+        // The connection was taken over: the target's mount never stopped being this image's.
+        this.live.add(record.id);
+        log('info', 'volume kept across the restart', fields);
+        return;
+      }
       try {
         await this.mountTarget(record, image, true);
         this.live.add(record.id);
@@ -484,6 +533,16 @@ export class NodeVolumes {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** Whether the top mount at `target` is a bind of the image's mount, or an overlay over it. */
+  private async servesImage(target: string, image: ImageMount): Promise<boolean> {
+    const top = await topMountAt(target);
+    if (!top) return false;
+    if (top.fsType === 'overlay') return top.superOptions.split(',').includes(`lowerdir=${image.mountPoint}`);
+    const table = await readMountTable();
+    const imageDevice = table.find((entry) => entry.mountPoint === image.mountPoint && entry.fsType.startsWith('fuse'))?.devId;
+    return imageDevice !== undefined && top.fsType.startsWith('fuse') && top.devId === imageDevice;
+  }
 
   private async healthy(record: PublishRecord): Promise<boolean> {
     return this.live.has(record.id) && this.options.images.get(record.imageKey) !== undefined && (await isMountPoint(record.targetPath));

@@ -2,12 +2,14 @@
  * The node plugin process: the CSI gRPC server (Identity + Node) on a unix socket, the image
  * mounts it serves through FUSE in this very process, and the metrics/health HTTP endpoint.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ClipMetrics, describeError, inflateBackend, releaseFreeMemory, S3IndexStore, type S3IndexSettings } from '../clipcore/index.js';
 import { identityService, type Readiness } from '../csi/identity.js';
 import type { Logger } from '../csi/log.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { startHealthServer, type HealthServer } from '../csi/http-server.js';
+import { serveHandover, takeOver, type Predecessor } from './handover/handover.js';
+import { HolderClient } from './handover/holder-client.js';
 import { ImageManager } from './images.js';
 import { NodeMetrics } from './metrics.js';
 import { NodeVolumes, type RegistrySettings } from './node-volumes.js';
@@ -37,6 +39,14 @@ export interface NodePluginOptions {
   /** How long a registry request of a restored private image waits for kubelet to republish its credentials. */
   credentialsWaitSeconds: number;
   registry: RegistrySettings;
+  /** The FUSE connection holder's socket (`clip holder`); none when undefined. */
+  holderSocket?: string;
+  /**
+   * This process handed its FUSE connections to a successor ('released': it serves nothing more
+   * and should exit when told to), or a handover failed half way ('failed': it must exit now; the
+   * connections are with the holder or the successor).
+   */
+  onHandedOver?: (outcome: 'released' | 'failed') => void;
   log: Logger;
 }
 
@@ -64,9 +74,23 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
   const { log } = options;
   const state = new StateDir(options.stateDir);
   const cacheDir = resolve(options.cacheDir);
+  const handoverSocket = join(state.root, 'handover.sock');
+  // A live predecessor (a restart where the new process starts first, a rolling update with
+  // maxSurge) hands its connections over, and stops serving CSI calls, before this one binds.
+  const predecessor = await takeOver(handoverSocket).catch((err: unknown) => {
+    log('warn', 'the previous plugin process did not hand over its FUSE connections; they are taken back from the holder or mounted again', {
+      error: describeError(err),
+    });
+    return undefined;
+  });
   let images: ImageManager | undefined;
   let volumes: NodeVolumes | undefined;
-  const metrics = new NodeMetrics({ volumes: () => volumes?.volumeCount ?? 0, imageMounts: () => images?.mountCount ?? 0 });
+  const holder = options.holderSocket !== undefined ? new HolderClient(options.holderSocket, log, () => images?.connections() ?? []) : undefined;
+  const metrics = new NodeMetrics({
+    volumes: () => volumes?.volumeCount ?? 0,
+    imageMounts: () => images?.mountCount ?? 0,
+    holderUp: () => (holder ? (holder.up === false ? 0 : 1) : undefined),
+  });
   images = new ImageManager({
     state,
     graceMs: options.imageGraceSeconds * 1000,
@@ -77,6 +101,7 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     ...(options.s3 && { s3: new S3IndexStore(options.s3) }),
     markerStaleMs: options.indexMarkerStaleSeconds * 1000,
     credentialsWaitMs: options.credentialsWaitSeconds * 1000,
+    ...(holder && { holder }),
   });
   volumes = new NodeVolumes({
     nodeId: options.nodeId,
@@ -106,11 +131,17 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
       log,
       onCall: ({ method, codeName, seconds }) => metrics.call(method, codeName, seconds),
     });
-    const starting = nodeVolumes.start();
+    const taken = predecessor?.connections ?? (await holder?.list()) ?? [];
+    const starting = nodeVolumes.start(taken);
     starting.catch(() => undefined);
     if (options.metricsAddr !== undefined) health = await startHealthServer(options.metricsAddr, metrics, readiness, log);
     await starting;
+    if (taken.length > 0) {
+      metrics.takenOver(predecessor ? 'handover' : 'holder', images.adoptedCount);
+      await resendAfterTakeover(images, predecessor, metrics, log);
+    }
   } catch (err) {
+    predecessor?.close();
     log('error', 'node plugin failed to start', { error: describeError(err) });
     await server?.stop(1000);
     await health?.close();
@@ -121,6 +152,25 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
   const imageManager = images;
   let stopped: Promise<void> | undefined;
   const memoryTimer = setInterval(() => releaseFreeMemory(), RELEASE_FREE_MEMORY_MS).unref();
+  const stopHandover = await serveHandover(
+    handoverSocket,
+    {
+      async prepare() {
+        clearInterval(memoryTimer);
+        await csi.stop();
+        await health?.close();
+        return imageManager.prepareHandover();
+      },
+      release() {
+        imageManager.releaseToSuccessor();
+        options.onHandedOver?.('released');
+      },
+      abort() {
+        options.onHandedOver?.('failed');
+      },
+    },
+    log,
+  );
   log('info', 'node plugin started', {
     driver: options.driverName,
     version: options.version,
@@ -132,6 +182,8 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     inflate: inflateBackend(),
     ...(options.s3 && { s3_indexes: `s3://${options.s3.bucket}/${options.s3.prefix}` }),
     ...(health && { metrics: health.address }),
+    ...(options.holderSocket !== undefined && { holder_socket: options.holderSocket }),
+    fuse_connections_taken_over: imageManager.adoptedCount,
   });
   return {
     socketPath: csi.socketPath,
@@ -141,6 +193,9 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
     stop() {
       stopped ??= (async () => {
         clearInterval(memoryTimer);
+        stopHandover();
+        predecessor?.close();
+        holder?.close();
         await csi.stop();
         await imageManager.close();
         await health?.close();
@@ -148,4 +203,24 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
       return stopped;
     },
   };
+}
+
+/**
+ * Requests the previous process took from the kernel and never answered are queued again
+ * (FUSE_NOTIFY_RESEND): at once when it is dead; after it stopped reading when it handed over,
+ * and once more when it exits (reads it was still answering then are not lost either).
+ */
+async function resendAfterTakeover(images: ImageManager, predecessor: Predecessor | undefined, metrics: NodeMetrics, log: Logger): Promise<void> {
+  const resend = (when: string): void => {
+    const done = images.resendUnanswered();
+    if (done) log('info', 'asked the kernel to resend the requests the previous process left unanswered', { when });
+    else {
+      log('warn', 'this kernel cannot resend requests (FUSE_NOTIFY_RESEND needs Linux 6.9): a request the previous process took and never answered waits until its caller gives up', { when });
+    }
+    metrics.resent(done);
+  };
+  if (!predecessor) return resend('taken back from the holder');
+  await predecessor.confirm();
+  resend('the previous process stopped reading');
+  void predecessor.exited.then(() => resend('the previous process exited'));
 }

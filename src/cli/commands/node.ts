@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ClipError } from '../../clipcore/errors.js';
 import { MARKER_REFRESH_MS, MARKER_STALE_MS } from '../../clipcore/index-store/marker.js';
@@ -34,6 +35,8 @@ interface NodeFlags extends S3Flags, ServiceRegistryFlags {
   indexMarkerStaleSeconds: number;
   kubeletDir: string;
   credentialsWaitSeconds: number;
+  holderSocket?: string;
+  holder: boolean;
 }
 
 export function registerNode(program: Command): void {
@@ -88,7 +91,12 @@ export function registerNode(program: Command): void {
     )
     .addOption(insecureRegistryOption())
     .addOption(caCertOption())
-    .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker");
+    .option('--docker-config <path>', "the node's Docker config.json (or its directory), for volumes without a secret; default $DOCKER_CONFIG or ~/.docker")
+    .option(
+      '--holder-socket <path>',
+      "socket of the FUSE connection holder (clip holder) that keeps this plugin's connections across its crashes and restarts (default: <state-dir>/holder.sock)",
+    )
+    .option('--no-holder', 'use no holder: after a crash or restart without handover, volumes are mounted again and running pods see ENOTCONN until then');
   addS3Flags(command)
     .addHelpText('after', S3_HELP)
     .action(async (flags: NodeFlags) => {
@@ -111,6 +119,14 @@ export function registerNode(program: Command): void {
         kubeletDir: flags.kubeletDir,
         credentialsWaitSeconds: flags.credentialsWaitSeconds,
         registry: await serviceRegistrySettings(flags),
+        ...(flags.holder && { holderSocket: flags.holderSocket ?? join(flags.stateDir, 'holder.sock') }),
+        onHandedOver(outcome) {
+          if (outcome === 'failed') {
+            // Half handed over: the successor or the holder has the connections; this process must not serve them.
+            logJson('error', 'exiting after a failed handover; the mounts are left in place', {});
+            process.exit(1);
+          }
+        },
         log: logJson,
       });
       await waitForStopSignal();

@@ -26,6 +26,19 @@ export interface MountArchiveOptions extends OpenArchiveOptions {
    * duplicated: the caller keeps, and eventually closes, its own.
    */
   readonly fuseFd?: number;
+  /**
+   * With `fuseFd`: the INIT request the connection was initialised with by the process that
+   * served it before (`MountHandle.connection()`): the connection is taken over as it is, live,
+   * instead of being initialised.
+   */
+  readonly fuseInit?: Uint8Array;
+}
+
+/** A live FUSE connection as another process takes it over (`mountArchive({ fuseFd, fuseInit })`). */
+export interface HeldConnection {
+  /** The /dev/fuse descriptor: the mount's own, never to be closed by the caller. */
+  readonly fd: number;
+  readonly init: Uint8Array;
 }
 
 export interface MountServerError {
@@ -46,6 +59,19 @@ export interface MountHandle {
   onError(listener: (event: MountServerError) => void): void;
   /** Requests the native server answered, by kind (undefined before start). */
   counters(): FuseCounters | undefined;
+  /** The live connection, for handing it to another process (undefined before start or INIT). */
+  connection(): HeldConnection | undefined;
+  /**
+   * Stops reading requests, leaving the mount and the connection as they are, for the process
+   * that takes the connection over; reads already handed to this process are still answered.
+   */
+  detach(): void;
+  /**
+   * Asks the kernel to queue again every request a reader of the connection took and did not
+   * answer (a process that died, or stopped, holding them): true when done, false when the
+   * kernel cannot (FUSE_NOTIFY_RESEND needs Linux 6.9).
+   */
+  resendUnanswered(): boolean;
 }
 
 /** The source (fsname) and subtype of every clip FUSE mount, as /proc/self/mountinfo shows them (`clip`, `fuse.clip`). */
@@ -80,7 +106,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       const layouts = reader.spanLayouts();
       const ends = layouts.map((layout) => Float64Array.from({ length: layout.count }, (_, i) => layout.end(i)));
       try {
-        session = addon.mount(encodeFuseTable(reader.index.toc), target, fuseOptions.join(','), options.debug ?? false, onRead, ends);
+        session = addon.mount(encodeFuseTable(reader.index.toc), target, fuseOptions.join(','), options.debug ?? false, onRead, ends, options.fuseInit);
       } catch (err) {
         throw new ClipError('MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
@@ -104,6 +130,17 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     },
     counters() {
       return session && addon.counters(session);
+    },
+    connection() {
+      const live = state === 'mounted' && session ? addon.connection(session) : undefined;
+      return live?.init ? { fd: live.fd, init: live.init } : undefined;
+    },
+    detach() {
+      if (state === 'mounted' && session) addon.detach(session);
+    },
+    resendUnanswered() {
+      if (state !== 'mounted' || !session) return false;
+      return addon.notifyResend(session) === 0;
     },
   };
   return handle;

@@ -28,14 +28,22 @@ export interface FuseCounters {
  */
 export type ReadRequest = (id: number, inode: number, offset: number, length: number) => void;
 
+/** What another process needs to serve a live FUSE connection. */
+export interface FuseConnection {
+  readonly fd: number;
+  /** The INIT request the kernel sent, as received (null until it came). */
+  readonly init: Uint8Array | null;
+}
+
 export interface ClipFuseAddon {
   /** Why the native side refuses a FUSE table, or null when it accepts it. */
   validate(table: Uint8Array): string | null;
   /**
    * Serves `mountPoint` (a directory it mounts, or `/dev/fd/N`: an open /dev/fuse descriptor,
    * duplicated). `layouts`: the span ends of each blob (indexed like `Inode.location.layer`).
+   * `init`: the INIT request of a connection another process initialised (FuseConnection.init).
    */
-  mount(table: Uint8Array, mountPoint: string, options: string, debug: boolean, onRead: ReadRequest, layouts: Float64Array[]): FuseSession;
+  mount(table: Uint8Array, mountPoint: string, options: string, debug: boolean, onRead: ReadRequest, layouts: Float64Array[], init?: Uint8Array): FuseSession;
   /**
    * Span `span` of blob `blob` is in this disk cache entry, whose header was checked: the server
    * reads it itself from now on, checking each block it reads against `digests`. False when refused.
@@ -47,6 +55,12 @@ export interface ClipFuseAddon {
   /** No more reads go to JavaScript (they answer EIO); the loop ends with the kernel connection. */
   close(session: FuseSession): void;
   counters(session: FuseSession): FuseCounters;
+  /** Stops reading requests without unmounting (a handover); true when every loop thread ended. */
+  detach(session: FuseSession): boolean;
+  /** The session's own /dev/fuse descriptor (never close it) and its connection's INIT request. */
+  connection(session: FuseSession): FuseConnection;
+  /** FUSE_NOTIFY_RESEND: 0, or the errno the kernel answered (EINVAL before Linux 6.9). */
+  notifyResend(session: FuseSession): number;
   /** Opens /dev/fuse and mounts it read-only at `mountPoint` (needs root); returns the descriptor. */
   openMount(mountPoint: string, options: string): number;
 }
