@@ -19,6 +19,7 @@ import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureController } from './measure-controller.js';
 import { measureControllerWatch } from './measure-controller-watch.js';
 import { measureNodePlugin } from './measure-node.js';
+import { measureRestarts } from './measure-restart.js';
 import { measureTtfb } from './measure-ttfb.js';
 import { MEASUREMENTS, parseOptions, type Measurement } from './options.js';
 import { startProxies, type Proxies } from './proxies.js';
@@ -153,6 +154,7 @@ try {
     }],
     ['fusetree', '4b. whole-tree metadata and concurrent cold reads through FUSE', () => measureFuseTree(ctx)],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
+    ['node', '5b. node plugin restarts under a running reader', () => measureRestarts(ctx)],
     ['controller', '6. controller', () => measureController(ctx)],
     ['controller', '6. controller watching 50,000 pods', () => measureControllerWatch(ctx)],
   ];

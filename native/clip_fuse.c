@@ -1,7 +1,7 @@
 /*
  * The FUSE server of a clip mount, over libfuse3's low-level API.
  *
- * libfuse's multi-threaded loop runs on native threads and answers everything the table of
+ * The request loop (clip_fuse_loop.c) runs on native threads and answers everything the table of
  * contents knows (lookup, getattr, readdir(plus), readlink, xattrs, statfs, open, access) from
  * the immutable FUSE table (clip_fuse_table.h) without calling into JavaScript. Only READ is
  * handed to JavaScript, through a thread-safe function: the loop thread parks the request in a

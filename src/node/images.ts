@@ -106,8 +106,6 @@ const UNCLAIMED_HOLD_MS = 180_000;
 const CONTROLLER_POLL_MS = 1_000;
 /** At most one "credentials missing" line per image this often: every failed read would write one. */
 const MISSING_CREDENTIALS_LOG_MS = 10_000;
-/** How long a new mount may take to get the kernel's INIT (then its connection can be handed on). */
-const INIT_WAIT_MS = 5_000;
 
 export class ImageManager {
   private readonly mounted = new Map<string, ImageMount>();
@@ -300,18 +298,11 @@ export class ImageManager {
     return all;
   }
 
-  /** Puts the mount's connection in the holder once the kernel has initialised it. */
+  /** Puts the mount's connection in the holder. */
   private async hold(mount: ImageMount): Promise<void> {
-    const { holder } = this.options;
-    if (!holder) return;
-    const deadline = Date.now() + INIT_WAIT_MS;
-    let connection = mount.handle.connection();
-    while (!connection && Date.now() < deadline && this.mounted.get(mount.key) === mount) {
-      await delay(10);
-      connection = mount.handle.connection();
-    }
-    if (!connection || this.mounted.get(mount.key) !== mount) return;
-    await holder.put({ key: mount.key, mountPoint: mount.mountPoint, init: Buffer.from(connection.init).toString('base64') }, connection.fd);
+    const connection = mount.handle.connection();
+    if (!connection || !this.options.holder) return;
+    await this.options.holder.put({ key: mount.key, mountPoint: mount.mountPoint, init: Buffer.from(connection.init).toString('base64') }, connection.fd);
   }
 
   private describeProgress(key: string): string {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ClipError } from '../errors.js';
 import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.js';
 import type { ByteSource } from '../source/byte-source.js';
@@ -51,7 +52,10 @@ export interface MountServerError {
 export interface MountHandle {
   readonly mountPoint: string;
   readonly reader: ArchiveReader;
-  /** Mounts; a stale mount left at the mount point by a dead server is cleaned first. */
+  /**
+   * Mounts, and resolves once the kernel has initialised the connection; a stale mount left at the
+   * mount point by a dead server is cleaned first.
+   */
   start(): Promise<void>;
   /** Unmounts (lazily, so open files do not block it) and closes the archive. Idempotent. */
   unmount(): Promise<void>;
@@ -73,6 +77,9 @@ export interface MountHandle {
    */
   resendUnanswered(): boolean;
 }
+
+/** How long a new mount may wait for the kernel's INIT request. */
+const INIT_WAIT_MS = 10_000;
 
 /** The source (fsname) and subtype of every clip FUSE mount, as /proc/self/mountinfo shows them (`clip`, `fuse.clip`). */
 export const CLIP_FUSE_NAME = 'clip';
@@ -112,6 +119,15 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       }
       state = 'mounted';
       stopPublishing = publishDiskEntries(addon, session, reader, layouts);
+      // Ready means initialised: the kernel's INIT answered (or replayed), the connection passable on.
+      const deadline = Date.now() + INIT_WAIT_MS;
+      while (!addon.connection(session).init) {
+        if (Date.now() > deadline) {
+          await handle.unmount();
+          throw new ClipError('MOUNT_FAILED', `the kernel did not initialise the FUSE connection of ${mountPoint} within ${INIT_WAIT_MS / 1000} s`);
+        }
+        await delay(2);
+      }
     },
     async unmount() {
       if (state === 'closed') return;
