@@ -25,8 +25,9 @@ if (process.env['CLIP_BENCH_REPO'] !== undefined) {
     await cp(join(repo, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
     // Without it the copy would silently inflate with pako (the machine section names the backend).
     // (and without clip_memory, processes could not hand freed memory back: resident memory rows would inflate;
-    // without clip_fuse, the FUSE server, no mount could start).
-    for (const name of ['clip_zlib.node', 'clip_memory.node', 'clip_fuse.node']) {
+    // without clip_fuse, the FUSE server, no mount could start; without clip_fdpass, no FUSE connection
+    // could change hands between plugin processes).
+    for (const name of ['clip_zlib.node', 'clip_memory.node', 'clip_fuse.node', 'clip_fdpass.node']) {
       const addon = join('native', 'build', 'Release', name);
       await cp(join(repo, addon), join(snapshot, addon)).catch(() => undefined);
     }

@@ -168,7 +168,10 @@ export async function startCluster(log: (line: string) => void, teardown: Teardo
         const unshare = await makeSharedMount(nodeRoot);
         teardown.add(`${name}'s mounts`, unshare);
         const plugin = new NodePlugin(containerd, { name, root: nodeRoot, image: clipImage, metricsAddress: `127.0.0.1:${nodePorts[i]}`, flags: [...s3Flags, ...registryFlags], env: s3.env });
-        teardown.add(`node plugin ${name}`, () => plugin.stop('SIGTERM'));
+        teardown.add(`node plugin ${name}`, async () => {
+          await plugin.stop('SIGTERM');
+          await plugin.stopHolder();
+        });
         await plugin.start();
         nodes.push(plugin);
       }

@@ -30,6 +30,8 @@ export class NodePlugin {
   readonly cacheDir: string;
   readonly socket: string;
   private task: ContainerTask | undefined;
+  /** `clip holder` beside the plugin, as the chart's clip-holder container: it outlives the plugin's restarts. */
+  private holder: ContainerTask | undefined;
   private client: CsiClient | undefined;
   /** What every container of this plugin printed, in order (the plugin's JSON log lines). */
   private earlierOutput = '';
@@ -57,9 +59,19 @@ export class NodePlugin {
     return this.earlierOutput + (this.task?.output() ?? '');
   }
 
-  /** Starts the container and waits until the plugin answers Probe ready over its socket. */
+  /** Starts the container (and the holder's, once) and waits until the plugin answers Probe ready over its socket. */
   async start(): Promise<void> {
     await mkdir(join(this.kubeletDir, 'plugins', 'clip.csi.dev'), { recursive: true });
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    this.holder ??= await this.containerd.start({
+      image: this.options.image,
+      id: `holder-${this.name}-${Date.now().toString(36)}`,
+      privileged: false,
+      netHost: true,
+      mounts: [{ source: this.options.root, options: ['rbind'] }],
+      env: {},
+      args: ['clip', 'holder', '--socket', join(this.stateDir, 'holder.sock')],
+    });
     this.task = await this.containerd.start({
       image: this.options.image,
       id: `node-${this.name}-${Date.now().toString(36)}`,
@@ -76,6 +88,7 @@ export class NodePlugin {
         '--state-dir', this.stateDir,
         '--cache-dir', this.cacheDir,
         '--metrics-addr', this.options.metricsAddress,
+        '--holder-socket', join(this.stateDir, 'holder.sock'),
         ...this.options.flags,
       ],
     });
@@ -105,6 +118,34 @@ export class NodePlugin {
     this.earlierOutput += task.output();
     this.task = undefined;
     return result.code;
+  }
+
+  /**
+   * A rolling update with maxSurge: a new container starts beside the running one, which hands
+   * its FUSE connections over and serves nothing more; then the old one is stopped.
+   */
+  async replace(): Promise<void> {
+    const old = this.task;
+    if (!old) throw new Error(`node plugin ${this.name} is not running`);
+    this.client?.close();
+    this.client = undefined;
+    this.task = undefined;
+    const handedOver = (): boolean => old.output().includes('"msg":"handed over every FUSE connection; this process serves nothing more"');
+    const starting = this.start();
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!handedOver()) {
+      if (Date.now() > deadline) throw new Error(`node plugin ${this.name} did not hand over:\n${old.output()}`);
+      await delay(50);
+    }
+    await starting;
+    await old.stop('SIGTERM');
+    this.earlierOutput += old.output();
+  }
+
+  /** Stops the holder container (after the plugin: teardown). */
+  async stopHolder(): Promise<void> {
+    await this.holder?.stop('SIGTERM');
+    this.holder = undefined;
   }
 
   async metrics(): Promise<string> {

@@ -1116,6 +1116,12 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
     CHECK(env, napi_create_double(env, (double)__atomic_load_n(&s->counters[i], __ATOMIC_RELAXED), &value));
     CHECK(env, napi_set_named_property(env, result, COUNTER_NAMES[i], value));
   }
+  /* Reads handed to JavaScript and not answered yet: a process handing its connections on waits for them. */
+  pthread_mutex_lock(&s->lock);
+  uint32_t pending = s->slot_count - s->free_count;
+  pthread_mutex_unlock(&s->lock);
+  CHECK(env, napi_create_uint32(env, pending, &value));
+  CHECK(env, napi_set_named_property(env, result, "pendingReads", value));
   return result;
 }
 

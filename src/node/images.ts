@@ -106,6 +106,8 @@ const UNCLAIMED_HOLD_MS = 180_000;
 const CONTROLLER_POLL_MS = 1_000;
 /** At most one "credentials missing" line per image this often: every failed read would write one. */
 const MISSING_CREDENTIALS_LOG_MS = 10_000;
+/** How long a stopping process waits for the reads it took to be answered. */
+const DRAIN_MS = 10_000;
 
 export class ImageManager {
   private readonly mounted = new Map<string, ImageMount>();
@@ -214,13 +216,21 @@ export class ImageManager {
    */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.handedOver) return;
-    const idle: ImageMount[] = [];
-    for (const mount of this.mounted.values()) {
-      if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
-      if (mount.users.size === 0) idle.push(mount);
+    if (!this.handedOver) {
+      const idle: ImageMount[] = [];
+      for (const mount of this.mounted.values()) {
+        if (mount.releaseTimer) clearTimeout(mount.releaseTimer);
+        if (mount.users.size === 0) idle.push(mount);
+      }
+      await Promise.allSettled([...idle.map((mount) => this.release(mount)), ...this.releasing.values()]);
+      // The holder keeps the connections for the next process: stop reading them, so that
+      // nothing is taken from the kernel that this process would not answer.
+      if (this.options.holder?.up) for (const mount of this.mounted.values()) mount.handle.detach();
     }
-    await Promise.allSettled([...idle.map((mount) => this.release(mount)), ...this.releasing.values()]);
+    // Reads already taken are answered before the process exits (a kernel without
+    // FUSE_NOTIFY_RESEND would never answer them otherwise).
+    const deadline = Date.now() + DRAIN_MS;
+    while (Date.now() < deadline && [...this.mounted.values()].some((mount) => (mount.handle.counters()?.pendingReads ?? 0) > 0)) await delay(10);
   }
 
   /**

@@ -152,25 +152,30 @@ export async function startNodePlugin(options: NodePluginOptions): Promise<NodeP
   const imageManager = images;
   let stopped: Promise<void> | undefined;
   const memoryTimer = setInterval(() => releaseFreeMemory(), RELEASE_FREE_MEMORY_MS).unref();
-  const stopHandover = await serveHandover(
-    handoverSocket,
-    {
-      async prepare() {
-        clearInterval(memoryTimer);
-        await csi.stop();
-        await health?.close();
-        return imageManager.prepareHandover();
-      },
-      release() {
-        imageManager.releaseToSuccessor();
-        options.onHandedOver?.('released');
-      },
-      abort() {
-        options.onHandedOver?.('failed');
-      },
+  // A successor may take the connections over from here; without the socket it cannot (it mounts again).
+  const successorSource = {
+    async prepare() {
+      clearInterval(memoryTimer);
+      await csi.stop();
+      await health?.close();
+      return imageManager.prepareHandover();
     },
-    log,
-  );
+    release() {
+      imageManager.releaseToSuccessor();
+      options.onHandedOver?.('released');
+    },
+    abort() {
+      options.onHandedOver?.('failed');
+    },
+  };
+  // Without this socket a successor cannot take the connections over: it takes them from the holder, or mounts again.
+  const stopHandover = await serveHandover(handoverSocket, successorSource, log).catch((err: unknown) => {
+    log('warn', 'cannot listen for a successor: a restart of this plugin takes the connections from the holder or mounts the images again', {
+      socket: handoverSocket,
+      error: describeError(err),
+    });
+    return () => undefined;
+  });
   log('info', 'node plugin started', {
     driver: options.driverName,
     version: options.version,

@@ -19,6 +19,8 @@ export interface FuseCounters {
   readonly readToJs: number;
   /** Reads answered natively from disk cache entries (see publishDiskEntry). */
   readonly readFromDisk: number;
+  /** Reads handed to JavaScript and not answered yet (a gauge, not a count). */
+  readonly pendingReads: number;
 }
 
 /**
