@@ -23,7 +23,8 @@ interface Stream {
   end: number;
   /**
    * Spans kept loading ahead: starts at readAheadSpans, doubles at a refill if the reader caught
-   * up with read-ahead since the last one, up to MAX_READ_AHEAD_SPANS.
+   * up with read-ahead since the last one (waited for a span it had asked for), up to
+   * MAX_READ_AHEAD_SPANS.
    */
   window: number;
   /** Whether a read since the last refill found a span read ahead not yet loaded (it waited for it). */
@@ -94,13 +95,14 @@ export class SpannedBlob {
   private readAhead(stream: Stream, last: number, limit: number): void {
     const { layout } = this;
     if (stream.ahead - last >= Math.ceil(stream.window / 2)) return;
+    // A reader that waited for a span read ahead is held back by loading: load further ahead.
+    if (stream.caughtUp) stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
+    stream.caughtUp = false;
     const refs: SpanRef[] = [];
     let i = Math.max(last, stream.ahead) + 1;
     for (; i <= last + stream.window && i < layout.count && layout.start(i) < limit; i++) refs.push(layout.ref(i));
     if (refs.length === 0) return;
     stream.ahead = i - 1;
-    if (stream.caughtUp) stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
-    stream.caughtUp = false;
     this.cache.readAhead(refs);
   }
 

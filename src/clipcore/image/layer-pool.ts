@@ -92,21 +92,11 @@ export async function indexLayersInParallel(
   let left = jobs.length;
   let failed = false;
 
-  /**
-   * The layer a free lane takes: the largest left (longest first keeps lanes from ending alone on
-   * a big layer). Among equal sizes (or without sizes), worker lanes take the lowest layer number
-   * and the calling thread's lane the highest (`fromBack`), see below.
-   */
   const take = (fromBack: boolean): number => {
-    let best = -1;
-    for (let i = 0; i < jobs.length; i++) {
-      const layer = fromBack ? jobs.length - 1 - i : i;
-      if (taken[layer]) continue;
-      if (best < 0 || (options.sizes?.[layer] ?? 0) > (options.sizes?.[best] ?? 0)) best = layer;
-    }
-    taken[best] = true;
+    const layer = nextLayer(taken, options.sizes, fromBack);
+    taken[layer] = true;
     left--;
-    return best;
+    return layer;
   };
 
   /** Runs `runOne` on layer after layer until none is left or a lane has failed. */
@@ -171,6 +161,21 @@ export async function indexLayersInParallel(
   }
   workers.forEach(returnWorker);
   return results;
+}
+
+/**
+ * The layer a free lane takes (one must be left): the largest by `sizes` (longest first keeps a
+ * lane from ending alone on a big layer while the others idle). Among equal sizes, or without
+ * sizes, the lowest layer number, or the highest with `fromBack` (the calling thread's lane).
+ */
+export function nextLayer(taken: readonly boolean[], sizes: readonly number[] | undefined, fromBack: boolean): number {
+  let best = -1;
+  for (let i = 0; i < taken.length; i++) {
+    const layer = fromBack ? taken.length - 1 - i : i;
+    if (taken[layer]) continue;
+    if (best < 0 || (sizes?.[layer] ?? 0) > (sizes?.[best] ?? 0)) best = layer;
+  }
+  return best;
 }
 
 /** Indexes one layer in `worker`, relaying its progress and entries as they come. */
