@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
-import { DEFAULT_BLOCK_BYTES as BLOCK, sha256 } from '../src/clipcore/cache/disk-entry.js';
+import { blockDigestsOf, DEFAULT_BLOCK_BYTES as BLOCK, sha256 } from '../src/clipcore/cache/disk-entry.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import { entryContent, keyOf } from './helpers/cache-writer.js';
@@ -92,6 +92,27 @@ describe('DiskCache', () => {
     assert.deepEqual(await second.getContent(`sha256:${key}`, 0, 3), data.subarray(0, 3), 'sha256: prefixes name the same entry');
     assert.equal((await cacheFiles(dir)).files.length, 1);
     assert.equal(second.sizeBytes, (await cacheFiles(dir)).bytes);
+  });
+
+  test('block digests handed in (from an inflate thread) write the same entry; digests of another block size are not used', async () => {
+    const data = entryContent(3, 1);
+    const key = keyOf(data);
+    const entryFile = async (dir: string): Promise<Buffer> => {
+      const files = (await cacheFiles(dir)).files.filter((file) => file.includes('/entries/'));
+      assert.equal(files.length, 1);
+      return readFile(files[0] as string);
+    };
+    const plain = join(work, 'digests-plain');
+    assert.equal(await (await DiskCache.open({ dir: plain, maxBytes: 64 << 20 })).storeContent([data], key), true);
+    const given = join(work, 'digests-given');
+    const cache = await DiskCache.open({ dir: given, maxBytes: 64 << 20 });
+    assert.equal(await cache.storeContent([data], key, { blockBytes: BLOCK, digests: blockDigestsOf(data, BLOCK) }), true);
+    assert.deepEqual(await entryFile(given), await entryFile(plain));
+    const other = join(work, 'digests-other-size');
+    const wrong = { blockBytes: 2 * BLOCK, digests: blockDigestsOf(data, 2 * BLOCK) };
+    assert.equal(await (await DiskCache.open({ dir: other, maxBytes: 64 << 20 })).storeContent([data], key, wrong), true);
+    assert.deepEqual(await entryFile(other), await entryFile(plain));
+    assert.deepEqual(await (await DiskCache.open({ dir: other, maxBytes: 64 << 20 })).getContent(key, 0, data.length), data);
   });
 
   test('an entry with a damaged block or header is dropped, reported, and can be stored again', async () => {

@@ -241,6 +241,44 @@ describe('span tiers', () => {
     assert.equal(origin.bytes, 3 * SPAN);
   });
 
+  test('read-ahead grows while the reader catches up with it, and not while its spans are ready first', async () => {
+    const SMALL = 16384;
+    /** Waits (bounded) until every span of [offset, offset + length) is in memory. */
+    const loaded = async (cache: SpanCache, blob: VerifiedBlob, offset: number, length: number): Promise<void> => {
+      const refs = blob.refs(offset, length);
+      for (let i = 0; i < 1000 && !refs.every((ref) => cache.has(ref)); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.ok(refs.every((ref) => cache.has(ref)), 'read-ahead spans loaded');
+    };
+
+    // A slow reader (tar of small files): each refill finds the spans read ahead already loaded.
+    const slowMetrics = new Registry();
+    const slowCache = new SpanCache({ metrics: new ClipMetrics(slowMetrics) });
+    const slow = blobOver(new FakeOrigin(), slowCache, 2);
+    await slow.read(0, SMALL);
+    await slow.read(SMALL, SMALL); // sequential: spans 1 and 2 ahead
+    await loaded(slowCache, slow, SPAN, 2 * SPAN);
+    await slow.read(SPAN, SMALL);
+    await slow.read(2 * SPAN, SMALL); // refill: 3 and 4, the window still 2
+    assert.equal(await metric(slowMetrics, 'clip_readahead_spans_total'), 4);
+    await loaded(slowCache, slow, 3 * SPAN, 2 * SPAN);
+    await slow.read(3 * SPAN, SMALL);
+    await slow.read(4 * SPAN, SMALL); // refill: 5 and 6
+    assert.equal(await metric(slowMetrics, 'clip_readahead_spans_total'), 6, 'the window stays at 2 spans');
+
+    // A fast reader gets to spans read ahead while they are still being fetched: the window doubles.
+    const origin = new FakeOrigin();
+    const fastMetrics = new Registry();
+    const fast = blobOver(origin, new SpanCache({ metrics: new ClipMetrics(fastMetrics) }), 2);
+    await fast.read(0, SMALL);
+    origin.hold();
+    await fast.read(SMALL, SMALL); // sequential: spans 1 and 2 ahead, held at the origin
+    const waiting = [fast.read(SPAN, SMALL), fast.read(2 * SPAN, SMALL)]; // refill at span 2: 3 to 6
+    assert.equal(await metric(fastMetrics, 'clip_readahead_spans_total'), 6, 'the window doubled to 4 spans');
+    origin.release();
+    const parts = await Promise.all(waiting);
+    assert.deepEqual(parts, [BLOB.subarray(SPAN, SPAN + SMALL), BLOB.subarray(2 * SPAN, 2 * SPAN + SMALL)]);
+  });
+
   test('prefetch caches every span within its bandwidth cap and waits for on-demand reads', async () => {
     const origin = new FakeOrigin();
     const dir = join(work, 'prefetch');

@@ -32,6 +32,12 @@ export interface DiskCacheOptions {
 
 export const DEFAULT_DISK_CACHE_BYTES = 10 * 1024 ** 3;
 
+/** The sha256 of each `blockBytes` block of an entry's content, one after another. */
+export interface BlockDigests {
+  readonly blockBytes: number;
+  readonly digests: Uint8Array;
+}
+
 /** An entry whose header was read and checked: the span key it holds, its file, its header. */
 export type EntryListener = (hash: string, path: string, header: EntryHeader) => void;
 
@@ -83,7 +89,8 @@ export class DiskCache implements ContentCache {
   private readonly tmpDir: string;
   private readonly ledgerPath: string;
   private readonly lock: DirLock;
-  private readonly blockBytes: number;
+  /** Size of the independently checked blocks of the entries it writes. */
+  readonly blockBytes: number;
   private readonly logger: ClipLogger | undefined;
   private readonly metrics: ClipMetrics | undefined;
   /** Checked headers by key: an entry's later reads skip reading and checking its header. */
@@ -230,7 +237,12 @@ export class DiskCache implements ContentCache {
     return part;
   }
 
-  async storeContent(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, hash: string): Promise<boolean> {
+  /**
+   * Stores an entry. `blockDigests`: the sha256 of each `blockBytes` block of the content, when
+   * the caller has them already (computed on an inflate thread with the span); otherwise they are
+   * computed here.
+   */
+  async storeContent(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, hash: string, blockDigests?: BlockDigests): Promise<boolean> {
     if (Date.now() < this.pausedUntil) return false;
     const content = await collectChunks(chunks);
     const key = fileKey(hash);
@@ -243,7 +255,8 @@ export class DiskCache implements ContentCache {
     } catch {
       // absent: write it
     }
-    const header = encodeEntryHeader(sha256(key), content, this.blockBytes);
+    const given = blockDigests?.blockBytes === this.blockBytes ? blockDigests.digests : undefined;
+    const header = encodeEntryHeader(sha256(key), content, this.blockBytes, given);
     let reservation: { temp: string; handle: FileHandle } | undefined;
     try {
       const locked = await this.lock.run(() => this.reserve(key, size));

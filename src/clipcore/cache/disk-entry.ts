@@ -45,18 +45,29 @@ export function dataOffsetFor(length: number, blockBytes: number): number {
   return Math.ceil(headerBytes / ALIGN) * ALIGN;
 }
 
-/** The header (padded to the data offset) for `content` stored under a key with digest `keyDigest`. */
-export function encodeEntryHeader(keyDigest: Buffer, content: Buffer, blockBytes = DEFAULT_BLOCK_BYTES): Buffer {
+/** The sha256 of each `blockBytes` block of `content`, one after another (the entry header's block digests). */
+export function blockDigestsOf(content: Uint8Array, blockBytes = DEFAULT_BLOCK_BYTES): Buffer {
   const blocks = Math.ceil(content.length / blockBytes);
+  const digests = Buffer.allocUnsafe(32 * blocks);
+  for (let i = 0; i < blocks; i++) sha256(content.subarray(i * blockBytes, (i + 1) * blockBytes)).copy(digests, 32 * i);
+  return digests;
+}
+
+/**
+ * The header (padded to the data offset) for `content` stored under a key with digest `keyDigest`.
+ * `blockDigests`, when given, are `blockDigestsOf(content, blockBytes)` computed elsewhere (the
+ * inflate thread that decoded the span, so that the thread answering reads does not hash it).
+ */
+export function encodeEntryHeader(keyDigest: Buffer, content: Buffer, blockBytes = DEFAULT_BLOCK_BYTES, blockDigests?: Uint8Array): Buffer {
+  const blocks = Math.ceil(content.length / blockBytes);
+  const digests = blockDigests?.length === 32 * blocks ? blockDigests : blockDigestsOf(content, blockBytes);
   const header = Buffer.alloc(dataOffsetFor(content.length, blockBytes));
   ENTRY_MAGIC.copy(header, 0);
   header.writeUInt32LE(ENTRY_VERSION, 8);
   header.writeUInt32LE(blockBytes, 12);
   header.writeBigUInt64LE(BigInt(content.length), 16);
   keyDigest.copy(header, 24);
-  for (let i = 0; i < blocks; i++) {
-    sha256(content.subarray(i * blockBytes, (i + 1) * blockBytes)).copy(header, FIXED + 32 * i);
-  }
+  header.set(digests, FIXED);
   const end = FIXED + 32 * blocks;
   sha256(header.subarray(0, end)).copy(header, end);
   return header;

@@ -1,10 +1,11 @@
 import { performance } from 'node:perf_hooks';
+import type { Urgency } from '../compression/span-job.js';
 import { ClipError, isClipError } from '../errors.js';
 import type { CacheTier, ClipMetrics, OriginKind } from '../metrics/clip-metrics.js';
 import type { ClipLogger } from '../metrics/logger.js';
 import { ByteLru } from '../read/byte-lru.js';
 import type { ContentCache } from './content-cache.js';
-import type { DiskCache } from './disk-cache.js';
+import type { BlockDigests, DiskCache } from './disk-cache.js';
 import { DEFAULT_MOUNT_FETCHES, FetchSlots, NODE_FETCH_SLOTS } from './fetch-slots.js';
 import { mergeableRuns } from './merge-runs.js';
 
@@ -28,13 +29,28 @@ export interface SpanRef {
   readonly span: number;
   /** Fetches the origin bytes (transport retries are the fetcher's business). */
   fetchOrigin(): Promise<Buffer>;
-  /**
-   * Checks origin bytes against the index and decodes them; DIGEST_MISMATCH when they fail.
-   * `urgent`: a reader is waiting (it goes before read-ahead for the decoding threads).
-   */
-  decode(originBytes: Buffer, urgent?: boolean): Promise<Buffer>;
+  /** Checks origin bytes against the index and decodes them; DIGEST_MISMATCH when they fail. */
+  decode(originBytes: Buffer, options?: DecodeOptions): Promise<DecodedSpan>;
   /** Where the origin bytes lie in a blob read by range: neighbouring spans can share one request. */
   readonly originRange?: OriginRange;
+}
+
+export interface DecodeOptions {
+  /**
+   * Whether a reader is waiting (it goes before read-ahead for the decoding threads); it may turn
+   * true while the decode is queued. Default: urgent.
+   */
+  readonly urgency?: Urgency;
+  /**
+   * The disk tier's block size: also return the decoded span's block digests, if the decoder
+   * computes them off this thread (a decoder may leave them out; the disk tier then hashes).
+   */
+  readonly blockDigests?: number;
+}
+
+export interface DecodedSpan {
+  readonly data: Buffer;
+  readonly blockDigests?: BlockDigests;
 }
 
 export interface OriginRange {
@@ -68,6 +84,8 @@ interface Loaded {
 interface Inflight {
   readonly promise: Promise<Loaded>;
   keepInMemory: boolean;
+  /** Read-ahead's loads turn urgent when a reader comes to wait on them. */
+  readonly urgency: Urgency;
 }
 
 export const DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024;
@@ -98,7 +116,7 @@ export class SpanCache {
   private readonly logger: ClipLogger | undefined;
   private onDemandLoads = 0;
   private idleWaiters: Array<() => void> = [];
-  private readonly writeQueue: Array<{ ref: SpanRef; data: Buffer }> = [];
+  private readonly writeQueue: Array<{ ref: SpanRef; decoded: DecodedSpan }> = [];
   private queuedWriteBytes = 0;
   private activeWrites = 0;
   private writesDrained: Array<() => void> = [];
@@ -118,6 +136,11 @@ export class SpanCache {
     return this.disk !== undefined;
   }
 
+  /** Whether the span's bytes are in memory now (a read of it would not wait). */
+  has(ref: SpanRef): boolean {
+    return this.memory.has(ref.key);
+  }
+
   /** Bytes [from, to) of a span, for a read that someone is waiting on. */
   async read(ref: SpanRef, from: number, to: number): Promise<Buffer> {
     const started = this.metrics === undefined ? 0 : performance.now();
@@ -132,6 +155,7 @@ export class SpanCache {
       const pending = this.inflight.get(ref.key);
       if (pending !== undefined) {
         pending.keepInMemory = true;
+        pending.urgency.urgent = true;
         const loaded = await pending.promise;
         this.served(loaded.tier, started);
         return loaded.data.subarray(from, to);
@@ -238,10 +262,12 @@ export class SpanCache {
     const pending = this.inflight.get(ref.key);
     if (pending !== undefined) {
       if (options.keepInMemory) pending.keepInMemory = true;
+      if (options.onDemand) pending.urgency.urgent = true;
       return pending.promise;
     }
     if (options.onDemand) this.onDemandLoads++;
-    const promise = this.fetch(ref, options).then(
+    const urgency: Urgency = { urgent: options.onDemand };
+    const promise = this.fetch(ref, options, urgency).then(
       (loaded) => {
         this.inflight.delete(ref.key);
         if (record.keepInMemory) this.memory.set(ref.key, loaded.data);
@@ -254,7 +280,7 @@ export class SpanCache {
         throw err;
       },
     );
-    const record: Inflight = { promise, keepInMemory: options.keepInMemory };
+    const record: Inflight = { promise, keepInMemory: options.keepInMemory, urgency };
     this.inflight.set(ref.key, record);
     return promise;
   }
@@ -269,26 +295,26 @@ export class SpanCache {
     }
   }
 
-  private async fetch(ref: SpanRef, options: LoadOptions): Promise<Loaded> {
+  private async fetch(ref: SpanRef, options: LoadOptions, urgency: Urgency): Promise<Loaded> {
     if (this.disk !== undefined && !options.skipDisk) {
       const whole = await this.readDisk(ref, 0, ref.length);
       if (whole !== undefined) return { data: whole, tier: 'disk' };
     }
     if (this.shared !== undefined) {
-      const data = await this.fromShared(ref);
-      if (data !== undefined) {
-        this.queueDiskWrite(ref, data);
-        return { data, tier: 'shared' };
+      const decoded = await this.fromShared(ref, urgency);
+      if (decoded !== undefined) {
+        this.queueDiskWrite(ref, decoded);
+        return { data: decoded.data, tier: 'shared' };
       }
     }
-    const { data, originBytes } = await this.fromOrigin(ref, options);
-    this.queueDiskWrite(ref, data);
+    const { decoded, originBytes } = await this.fromOrigin(ref, options, urgency);
+    this.queueDiskWrite(ref, decoded);
     if (this.shared !== undefined) {
       this.shared.storeContent([originBytes], ref.originKey).catch((err: unknown) => {
         this.logger?.('warn', 'shared cache store failed', { image: ref.image, layer: ref.layer, span: ref.span, error: describe(err) });
       });
     }
-    return { data, tier: 'origin' };
+    return { data: decoded.data, tier: 'origin' };
   }
 
   private async readDisk(ref: SpanRef, offset: number, length: number): Promise<Buffer | undefined> {
@@ -298,7 +324,7 @@ export class SpanCache {
     return part;
   }
 
-  private async fromShared(ref: SpanRef): Promise<Buffer | undefined> {
+  private async fromShared(ref: SpanRef, urgency: Urgency): Promise<DecodedSpan | undefined> {
     const shared = this.shared as ContentCache;
     let bytes: Buffer | undefined;
     try {
@@ -310,7 +336,7 @@ export class SpanCache {
     if (bytes === undefined) return undefined;
     try {
       if (bytes.length !== ref.originLength) throw new ClipError('DIGEST_MISMATCH', `got ${bytes.length} bytes, expected ${ref.originLength}`);
-      return await ref.decode(bytes, true);
+      return await ref.decode(bytes, { urgency, blockDigests: this.disk?.blockBytes });
     } catch (err) {
       if (!isIntegrityError(err)) throw err;
       this.metrics?.verificationFailed('shared');
@@ -325,7 +351,7 @@ export class SpanCache {
    * Fetches and verifies; one more fetch (of this span alone) after a span that fails its check,
    * then EIO. Each fetch holds a slot of the mount's and the node's bounds.
    */
-  private async fromOrigin(ref: SpanRef, options: LoadOptions): Promise<{ data: Buffer; originBytes: Buffer }> {
+  private async fromOrigin(ref: SpanRef, options: LoadOptions, urgency: Urgency): Promise<{ decoded: DecodedSpan; originBytes: Buffer }> {
     for (let attempt = 1; ; attempt++) {
       const bytes = await (attempt === 1 && options.originBytes ? options.originBytes : this.slots.run(options.onDemand, () => ref.fetchOrigin()));
       this.metrics?.originFetched(ref.origin, bytes.length);
@@ -334,7 +360,7 @@ export class SpanCache {
         if (bytes.length !== ref.originLength) {
           throw new ClipError('DIGEST_MISMATCH', `the origin sent ${bytes.length} bytes, expected ${ref.originLength}`);
         }
-        return { data: await ref.decode(bytes, options.onDemand), originBytes: bytes };
+        return { decoded: await ref.decode(bytes, { urgency, blockDigests: this.disk?.blockBytes }), originBytes: bytes };
       } catch (err) {
         if (!isIntegrityError(err)) throw err;
         failure = err;
@@ -353,13 +379,14 @@ export class SpanCache {
     }
   }
 
-  private queueDiskWrite(ref: SpanRef, data: Buffer): void {
+  private queueDiskWrite(ref: SpanRef, decoded: DecodedSpan): void {
     if (this.disk === undefined || this.closed) return;
+    const { data } = decoded;
     if (this.queuedWriteBytes + data.length > MAX_QUEUED_WRITE_BYTES) {
       this.metrics?.diskWriteFailed('busy');
       return;
     }
-    this.writeQueue.push({ ref, data });
+    this.writeQueue.push({ ref, decoded });
     this.queuedWriteBytes += data.length;
     this.pumpWrites();
   }
@@ -367,11 +394,11 @@ export class SpanCache {
   private pumpWrites(): void {
     const disk = this.disk as DiskCache;
     while (this.activeWrites < WRITE_CONCURRENCY && this.writeQueue.length > 0) {
-      const { ref, data } = this.writeQueue.shift() as { ref: SpanRef; data: Buffer };
-      this.queuedWriteBytes -= data.length;
+      const { ref, decoded } = this.writeQueue.shift() as { ref: SpanRef; decoded: DecodedSpan };
+      this.queuedWriteBytes -= decoded.data.length;
       this.activeWrites++;
       disk
-        .storeContent([data], ref.key)
+        .storeContent([decoded.data], ref.key, decoded.blockDigests)
         .catch((err: unknown) => {
           this.logger?.('warn', 'disk cache store failed', { image: ref.image, layer: ref.layer, span: ref.span, error: describe(err) });
         })

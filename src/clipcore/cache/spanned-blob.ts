@@ -15,14 +15,20 @@ const SEQUENTIAL_SLACK = 512 * 1024;
 /** Sequential streams remembered per blob (concurrent readers of different files). */
 const STREAMS = 32;
 export const DEFAULT_READ_AHEAD_SPANS = 2;
-/** How far read-ahead grows while a reader stays sequential. */
+/** How far read-ahead grows while a reader keeps catching up with it. */
 const MAX_READ_AHEAD_SPANS = 16;
 
 /** A sequential reader: where its reads end, and how far ahead of it spans are loaded. */
 interface Stream {
   end: number;
-  /** Spans kept loading ahead: starts at readAheadSpans, doubles at each refill, up to MAX_READ_AHEAD_SPANS. */
+  /**
+   * Spans kept loading ahead: starts at readAheadSpans, doubles at a refill if the reader caught
+   * up with read-ahead since the last one (waited for a span it had asked for), up to
+   * MAX_READ_AHEAD_SPANS.
+   */
   window: number;
+  /** Whether a read since the last refill found a span read ahead not yet loaded (it waited for it). */
+  caughtUp: boolean;
   /** The last span read ahead (-1: none yet). */
   ahead: number;
   /** The end of the file its last read was in. */
@@ -38,10 +44,12 @@ interface Stream {
  * A blob read through the span tiers: a byte range becomes reads of the spans covering it (in
  * parallel). A read that continues an earlier one (a sequential reader) loads the next spans
  * ahead, up to the end of the file being read (or further, once the reader has gone on from one
- * file into the next): the window doubles while the reader stays
- * sequential, and a read elsewhere (a jump) starts a new stream with no read-ahead. Refills wait
- * until half the window has been read, so that the spans asked for at once are neighbours the
- * cache can fetch in one request.
+ * file into the next): the window doubles while the reader catches up with it (it had to wait for
+ * a span read ahead: loading is what holds it back) and stays as it is while the spans are ready
+ * before the reader gets to them (a slow reader, such as `tar` of small files, then never has
+ * many spans loaded for nothing past where it stops). A read elsewhere (a jump) starts a new
+ * stream with no read-ahead. Refills wait until half the window has been read, so that the spans
+ * asked for at once are neighbours the cache can fetch in one request.
  */
 export class SpannedBlob {
   private readonly streams: Stream[] = [];
@@ -68,11 +76,18 @@ export class SpannedBlob {
     while (last + 1 < layout.count && layout.start(last + 1) < to) last++;
     // Most reads (4 KiB pages, 128 KiB kernel read-ahead) fall in one span: no array, no Promise.all.
     // The read's own fetches start before read-ahead's.
-    const single = first === last ? this.readSpan(first, from, to) : undefined;
+    // Whether the last span was loaded already: a sequential reader that finds it still loading
+    // has caught up with read-ahead.
+    const lastRef = layout.ref(last);
+    const ready = this.cache.has(lastRef);
+    const single = first === last ? this.readSpan(first, from, to, lastRef) : undefined;
     const parts: Array<Promise<Buffer>> = [];
-    if (single === undefined) for (let i = first; i <= last; i++) parts.push(this.readSpan(i, from, to));
+    if (single === undefined) for (let i = first; i <= last; i++) parts.push(this.readSpan(i, from, to, i === last ? lastRef : layout.ref(i)));
     const stream = this.follow(from, to, limit);
-    if (stream !== undefined) this.readAhead(stream, last, stream.acrossFiles ? this.size : limit);
+    if (stream !== undefined) {
+      if (!ready && last <= stream.ahead) stream.caughtUp = true;
+      this.readAhead(stream, last, stream.acrossFiles ? this.size : limit);
+    }
     return single ?? Buffer.concat(await Promise.all(parts));
   }
 
@@ -80,19 +95,21 @@ export class SpannedBlob {
   private readAhead(stream: Stream, last: number, limit: number): void {
     const { layout } = this;
     if (stream.ahead - last >= Math.ceil(stream.window / 2)) return;
+    // A reader that waited for a span read ahead is held back by loading: load further ahead.
+    if (stream.caughtUp) stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
+    stream.caughtUp = false;
     const refs: SpanRef[] = [];
     let i = Math.max(last, stream.ahead) + 1;
     for (; i <= last + stream.window && i < layout.count && layout.start(i) < limit; i++) refs.push(layout.ref(i));
     if (refs.length === 0) return;
     stream.ahead = i - 1;
-    stream.window = Math.min(Math.max(MAX_READ_AHEAD_SPANS, this.readAheadSpans), stream.window * 2);
     this.cache.readAhead(refs);
   }
 
   /** The part of [from, to) in span `i`. */
-  private readSpan(i: number, from: number, to: number): Promise<Buffer> {
+  private readSpan(i: number, from: number, to: number, ref: SpanRef): Promise<Buffer> {
     const start = this.layout.start(i);
-    return this.cache.read(this.layout.ref(i), Math.max(0, from - start), Math.min(this.layout.end(i), to) - start);
+    return this.cache.read(ref, Math.max(0, from - start), Math.min(this.layout.end(i), to) - start);
   }
 
   /** The spans holding bytes [from, to). */
@@ -127,7 +144,7 @@ export class SpannedBlob {
       stream.limit = limit;
       return stream;
     }
-    this.streams.push({ end: to, window: this.readAheadSpans, ahead: -1, limit, acrossFiles: false });
+    this.streams.push({ end: to, window: this.readAheadSpans, caughtUp: false, ahead: -1, limit, acrossFiles: false });
     if (this.streams.length > STREAMS) this.streams.shift();
     return undefined;
   }

@@ -1,20 +1,25 @@
 /**
  * Worker thread entry of the inflate pool (inflate-pool.ts): checks a span's compressed bytes
- * against its sha256 and decompresses it from its checkpoint, off the thread that answers reads.
+ * against its sha256 and decompresses it from its checkpoint (and hashes its blocks for the disk
+ * cache when asked), off the thread that answers reads.
  */
 import { parentPort } from 'node:worker_threads';
 import { ClipError } from '../errors.js';
 import { decodeSpan, type SpanJob, type SpanJobReply } from './span-job.js';
+
+/** Only a buffer of its own can be transferred (a view of a pooled one would take the pool). */
+const own = (bytes: Uint8Array): Uint8Array =>
+  bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength ? Uint8Array.prototype.slice.call(bytes) : bytes;
 
 const port = parentPort;
 if (port) {
   port.on('message', (job: SpanJob & { readonly id: number }) => {
     decodeSpan(job).then(
       (decoded) => {
-        let data: Uint8Array = decoded;
-        // Only a buffer of its own can be transferred (a view of a pooled one would take the pool).
-        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = Uint8Array.prototype.slice.call(data);
-        port.postMessage({ id: job.id, data } satisfies SpanJobReply, [data.buffer as ArrayBuffer]);
+        const data = own(decoded.data);
+        const digests = decoded.blockDigests && own(decoded.blockDigests.digests);
+        const transfer = [data.buffer as ArrayBuffer, ...(digests ? [digests.buffer as ArrayBuffer] : [])];
+        port.postMessage({ id: job.id, data, ...(digests && { digests }) } satisfies SpanJobReply, transfer);
       },
       (err: unknown) => {
         const code = err instanceof ClipError ? err.code : 'CORRUPT';

@@ -103,6 +103,7 @@ export async function createFromOCIImage(options: CreateFromOCIImageOptions): Pr
   const indexed = await indexLayersInParallel(jobs, {
     concurrency,
     useCallingThread: options.useCallingThread,
+    sizes: layers.map((layer) => layer.size),
     onBytes: (_layer, bytes) => {
       bytesDone += bytes;
       report();

@@ -66,14 +66,19 @@ function returnWorker(worker: Worker): void {
  * remaining work and is reported with its code.
  *
  * With `useCallingThread`, one of the lanes is the calling thread itself: it takes a layer at
- * once (the last one), and workers start only for the layers left to the other lanes, so a one-layer
- * image needs no worker at all (booting one costs about 0.1 s of CPU, and its memory).
+ * once, and workers start only for the layers left to the other lanes, so a one-layer image needs
+ * no worker at all (booting one costs about 0.1 s of CPU, and its memory).
+ *
+ * With `sizes` (each layer's compressed size), a lane that is free takes the largest layer left,
+ * so that the big layers run side by side first and the small ones fill in at the end.
  */
 export async function indexLayersInParallel(
   jobs: readonly LayerJob[],
   options: {
     concurrency?: number;
     useCallingThread?: boolean;
+    /** Compressed bytes of each layer (the manifest's sizes): the order lanes take layers in. */
+    sizes?: readonly number[];
     onBytes?: (layer: number, bytes: number) => void;
     onEntries?: (layer: number, entries: LayerEntry[]) => void;
     /** Called as each layer finishes (progress displays count finished layers). */
@@ -83,18 +88,21 @@ export async function indexLayersInParallel(
   const concurrency = Math.min(jobs.length, defaultConcurrency(options.concurrency));
   const results: PackedLayerIndex[] = new Array<PackedLayerIndex>(jobs.length);
   const workers: Worker[] = [];
-  /** Layers not yet taken are [next, last]. */
-  let next = 0;
-  let last = jobs.length - 1;
+  const taken = new Array<boolean>(jobs.length).fill(false);
+  let left = jobs.length;
   let failed = false;
 
-  /**
-   * Runs `runOne` on layer after layer until none is left or a lane has failed. Worker lanes take
-   * layers from the front; the calling thread's lane from the back (`fromBack`), see below.
-   */
+  const take = (fromBack: boolean): number => {
+    const layer = nextLayer(taken, options.sizes, fromBack);
+    taken[layer] = true;
+    left--;
+    return layer;
+  };
+
+  /** Runs `runOne` on layer after layer until none is left or a lane has failed. */
   const drain = async (runOne: (layer: number) => Promise<void>, fromBack = false): Promise<void> => {
-    while (!failed && next <= last) {
-      const layer = fromBack ? last-- : next++;
+    while (!failed && left > 0) {
+      const layer = take(fromBack);
       try {
         await runOne(layer);
       } catch (err) {
@@ -111,11 +119,11 @@ export async function indexLayersInParallel(
   };
 
   /**
-   * The calling thread also merges every layer's entries and starts before any worker has booted,
-   * so it takes layers from the back: the top layers, usually the small ones, while the workers
-   * take the base layers, usually the big ones. Taking the first layer instead left it alone on a
-   * big base layer at the end, with the worker idle (a third of a 13-layer image's time, in a
-   * fresh `clip index`). With one layer, or one lane, it is the same layer either way.
+   * The calling thread also merges every layer's entries and starts before any worker has booted:
+   * among layers of equal size it takes them from the back (the top layers, usually small) while
+   * the workers take the base layers. Without sizes, taking the first layer left it alone on a big
+   * base layer at the end, with the worker idle (a third of a 13-layer image's time, in a fresh
+   * `clip index`).
    */
   const callingThreadLane = (): Promise<void> =>
     drain(async (layer) => {
@@ -153,6 +161,21 @@ export async function indexLayersInParallel(
   }
   workers.forEach(returnWorker);
   return results;
+}
+
+/**
+ * The layer a free lane takes (one must be left): the largest by `sizes` (longest first keeps a
+ * lane from ending alone on a big layer while the others idle). Among equal sizes, or without
+ * sizes, the lowest layer number, or the highest with `fromBack` (the calling thread's lane).
+ */
+export function nextLayer(taken: readonly boolean[], sizes: readonly number[] | undefined, fromBack: boolean): number {
+  let best = -1;
+  for (let i = 0; i < taken.length; i++) {
+    const layer = fromBack ? taken.length - 1 - i : i;
+    if (taken[layer]) continue;
+    if (best < 0 || (sizes?.[layer] ?? 0) > (sizes?.[best] ?? 0)) best = layer;
+  }
+  return best;
 }
 
 /** Indexes one layer in `worker`, relaying its progress and entries as they come. */

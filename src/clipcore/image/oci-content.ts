@@ -154,11 +154,12 @@ export class OciContent implements ContentReader {
       span: spanNumber,
       fetchOrigin: () => fetchRange(span.compressedStart, span.compressedEnd),
       originRange: { blob: digest, start: span.compressedStart, end: span.compressedEnd, fetch: fetchRange },
-      // Checked against the span's sha256, then inflated from its checkpoint, on an inflate thread.
-      decode: async (bytes, urgent = true) => {
+      // Checked against the span's sha256, then inflated from its checkpoint (and its blocks
+      // hashed for the disk tier), on an inflate thread.
+      decode: async (bytes, { urgency = { urgent: true }, blockDigests } = {}) => {
         const { compressedOffset, bits, uncompressedOffset } = stored as NonNullable<typeof stored>;
         const checkpoint = { compressedOffset, bits, uncompressedOffset, window: await loadWindow() };
-        return decodeSpanOffThread({ kind: layer.kind, checkpoint, span, bytes }, urgent);
+        return decodeSpanOffThread({ kind: layer.kind, checkpoint, span, bytes, digestBlockBytes: blockDigests }, urgency);
       },
     };
   }

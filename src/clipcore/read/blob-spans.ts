@@ -94,7 +94,7 @@ export class VerifiedBlob {
         if (!sha256(data).equals(digest)) {
           throw new ClipError('DIGEST_MISMATCH', `${this.description}: span ${span} (bytes ${start}..${start + length}) fails its sha256 check`);
         }
-        return data;
+        return { data };
       },
     };
   }
