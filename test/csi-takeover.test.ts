@@ -165,19 +165,24 @@ describe('clip node: volumes survive restarts, crashes and replacement', () => {
     return Promise.all(targets.map(async (target) => (await mountsAt(target)).map((entry) => entry.id)));
   }
 
-  function assertClean(status: ReaderStatus, what: string): void {
-    assert.equal(status.errorCount, 0, `${what}: the reader saw errors: ${status.errors.join(', ')}`);
-    assert.deepEqual(status.mismatches, [], `${what}: the reader saw wrong bytes`);
-  }
-
-  it('(a) SIGTERM and start again with a holder: the next process takes the connections back; the reader sees no error', async () => {
+  /** A plugin, its holder, and a reader of two volumes under way. */
+  async function runningWithHolder(): Promise<{ first: Awaited<ReturnType<typeof start>>; load: Awaited<ReturnType<typeof workload>>; before: number[][] }> {
     const first = await start();
     await startHolder(first.plugin.stateDir);
     // The holder was started after the plugin: the plugin puts its connections there once it answers.
     const load = await workload(first.csi);
     await first.plugin.waitForLog((line) => line.msg === 'the FUSE connection holder answers again; putting every connection there', 15_000);
     await readsGrowBy(load.status, 30);
-    const before = await mountIds(load.targets);
+    return { first, load, before: await mountIds(load.targets) };
+  }
+
+  function assertClean(status: ReaderStatus, what: string): void {
+    assert.equal(status.errorCount, 0, `${what}: the reader saw errors: ${status.errors.join(', ')}`);
+    assert.deepEqual(status.mismatches, [], `${what}: the reader saw wrong bytes`);
+  }
+
+  it('(a) SIGTERM and start again with a holder: the next process takes the connections back; the reader sees no error', async () => {
+    const { first, load, before } = await runningWithHolder();
 
     const release = await holdColdRead();
     assert.equal(await first.plugin.stop(), 0);
@@ -195,12 +200,7 @@ describe('clip node: volumes survive restarts, crashes and replacement', () => {
   });
 
   it('(b) kill -9 and start again with a holder: requests the dead process took are resent; the reader sees only a delay', async () => {
-    const first = await start();
-    await startHolder(first.plugin.stateDir);
-    const load = await workload(first.csi);
-    await first.plugin.waitForLog((line) => line.msg === 'the FUSE connection holder answers again; putting every connection there', 15_000);
-    await readsGrowBy(load.status, 30);
-    const before = await mountIds(load.targets);
+    const { first, load, before } = await runningWithHolder();
 
     const release = await holdColdRead();
     await first.plugin.kill9();

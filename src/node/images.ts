@@ -244,21 +244,7 @@ export class ImageManager {
       if (this.mounted.has(request.key) || this.mounting.has(request.key)) throw new ClipError('MOUNT_FAILED', `image ${request.key} is served already`);
       const indexPath = this.options.state.indexPath(request.key);
       if (!(await isFile(indexPath))) throw new ClipError('NOT_FOUND', `the image's index is not in the node-local cache (${indexPath})`);
-      const handle = await this.openMount(indexPath, connection.info.mountPoint, request, connection);
-      const toc = handle.reader.index.toc;
-      const mount: ImageMount = {
-        key: request.key,
-        mountPoint: handle.mountPoint,
-        bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
-        inodes: toc.inodes.length,
-        users: new Map(),
-        handle,
-        adopted: true,
-      };
-      this.mounted.set(request.key, mount);
-      void this.hold(mount);
-      this.scheduleRelease(mount, Math.max(this.options.graceMs, UNCLAIMED_HOLD_MS));
-      return mount;
+      return this.register(request.key, await this.openMount(indexPath, connection.info.mountPoint, request, connection), true);
     } finally {
       closeAll([connection.fd]);
     }
@@ -344,21 +330,28 @@ export class ImageManager {
       handle = await this.openMount(obtained.path, mountPoint, request);
     }
     this.options.metrics.indexObtained(obtained.source);
+    const mount = this.register(request.key, handle, false);
+    this.options.log('info', 'image mounted', { image: request.image, digest: request.digest, platform: request.platform, mount_point: mount.mountPoint, index_source: obtained.source });
+    return mount;
+  }
+
+  /** A mount served now: recorded, its connection put in the holder, released if no volume claims it. */
+  private register(key: string, handle: MountHandle, adopted: boolean): ImageMount {
     const toc = handle.reader.index.toc;
     const mount: ImageMount = {
-      key: request.key,
+      key,
       mountPoint: handle.mountPoint,
       bytes: toc.inodes.reduce((sum, inode) => sum + (inode.type === 'file' ? inode.size : 0), 0),
       inodes: toc.inodes.length,
       users: new Map(),
       handle,
-      adopted: false,
+      adopted,
     };
-    this.mounted.set(request.key, mount);
+    this.mounted.set(key, mount);
     void this.hold(mount);
-    this.options.log('info', 'image mounted', { image: request.image, digest: request.digest, platform: request.platform, mount_point: mount.mountPoint, index_source: obtained.source });
-    // The publish that asked may have given up waiting (ABORTED): keep the mount for its retry,
-    // which kubelet makes with a backoff of up to about two minutes; then let it go.
+    // The publish that asked may have given up waiting (ABORTED), or a restored volume is about to
+    // claim it: keep the mount for the retry, which kubelet makes with a backoff of up to about two
+    // minutes; then let it go.
     this.scheduleRelease(mount, Math.max(this.options.graceMs, UNCLAIMED_HOLD_MS));
     return mount;
   }
