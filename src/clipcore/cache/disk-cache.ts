@@ -170,6 +170,11 @@ export class DiskCache implements ContentCache {
     return () => this.entryListeners.delete(listener);
   }
 
+  /** The entry stored under `hash` was read elsewhere (natively): it is recent in the LRU order. */
+  noteUse(hash: string): void {
+    this.recordUse(fileKey(hash));
+  }
+
   async getContent(hash: string, offset: number, length: number, entryLength?: number): Promise<Buffer | undefined> {
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0)) return undefined;
     const key = fileKey(hash);
