@@ -26,7 +26,7 @@ export interface DiskCacheOptions {
   readonly maxBytes: number;
   readonly logger?: ClipLogger;
   readonly metrics?: ClipMetrics;
-  /** Size of the independently checked blocks of the entries it writes. Default 16 KiB. */
+  /** Size of the independently checked blocks of the entries it writes. Default 4 KiB. */
   readonly blockBytes?: number;
 }
 
