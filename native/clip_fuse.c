@@ -14,6 +14,7 @@
  * JavaScript has not answered yet. The /dev/fuse descriptor therefore stays open while anyone
  * may still reply on it.
  */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #define FUSE_USE_VERSION 312
 #define NAPI_VERSION 8
 #include <errno.h>
@@ -50,9 +51,13 @@ typedef struct {
   uint64_t offset;
 } Slot;
 
-enum { C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_OPENDIR, C_READ, C_READ_JS, C_READ_DISK, C_COUNT };
-static const char* const COUNTER_NAMES[C_COUNT] = {"lookup", "getattr", "readdir",  "readdirplus", "getxattr",    "listxattr",
-                                                   "open",   "opendir", "read",     "readToJs",    "readFromDisk"};
+enum {
+  C_LOOKUP, C_GETATTR, C_READDIR, C_READDIRPLUS, C_GETXATTR, C_LISTXATTR, C_OPEN, C_OPENDIR, C_READ, C_READ_JS, C_READ_DISK,
+  C_READ_MEMORY, C_READ_UNLOGGED, C_COUNT
+};
+static const char* const COUNTER_NAMES[C_COUNT] = {"lookup", "getattr",  "readdir",      "readdirplus",    "getxattr",
+                                                   "listxattr", "open",  "opendir",      "read",           "readToJs",
+                                                   "readFromDisk", "readFromMemory", "readsUnlogged"};
 
 /* Disk cache entries the server reads itself, at most (each holds a descriptor). */
 #define MAX_PUBLISHED 256
@@ -71,12 +76,28 @@ typedef struct {
   int refs;
 } DiskEntry;
 
+/* A span's verified bytes in the memory tier: a JavaScript Buffer the reference keeps alive. */
+typedef struct {
+  napi_ref ref;
+  const unsigned char* data; /* NULL: not published */
+} MemSpan;
+
 /* The spans of one blob (a layer, the data section): span i is [ends[i-1], ends[i]). */
 typedef struct {
   uint32_t count;
   uint64_t* ends;
   DiskEntry** entries; /* the published entry of each span, or NULL */
+  MemSpan* memory;     /* under Session.mem_lock; allocated on the blob's first memory publication */
 } BlobLayout;
+
+/* A read served natively, for JavaScript's span metrics, cache recency and read-ahead. */
+typedef struct {
+  uint32_t inode;
+  uint32_t micros;
+  uint64_t offset;
+  uint32_t length;
+  uint32_t disk_parts; /* bit i: the read's i-th span came from the disk cache (else memory) */
+} LoggedRead;
 
 typedef struct {
   ClipTable table;
@@ -99,9 +120,41 @@ typedef struct {
   uint64_t published[MAX_PUBLISHED]; /* (blob << 32 | span) in publishing order, a ring */
   uint32_t published_head, published_count;
   uint8_t* read_once; /* a bit per inode: read natively at least once (JavaScript times first reads) */
+  /* Native reads of the memory tier (below): loop threads read under the read lock, JavaScript
+   * publishes and withdraws under the write lock, so a Buffer is never released mid-read. */
+  napi_env env;
+  pthread_rwlock_t mem_lock;
+  /* Native reads not yet taken by JavaScript (a ring of READ_LOG_SIZE, allocated on first use). */
+  pthread_mutex_t log_lock;
+  LoggedRead* log;
+  uint32_t log_head, log_count;
+  int log_posted; /* JavaScript was told and has not taken the log yet */
 } Session;
 
 static void count(Session* s, int which) { __atomic_fetch_add(&s->counters[which], 1, __ATOMIC_RELAXED); }
+
+/* Native reads logged for JavaScript between two takeReads(), at most (later ones are only counted). */
+#define READ_LOG_SIZE 1024
+
+/* On the JavaScript thread, when the session is made. */
+static void native_reads_init(Session* s, napi_env env) {
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  /* A withdrawal (JavaScript's thread) must not wait behind an endless stream of reads. */
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&s->mem_lock, &attr);
+  pthread_rwlockattr_destroy(&attr);
+  pthread_mutex_init(&s->log_lock, NULL);
+  s->env = env;
+}
+
+/* The memory tier's references are gone by now: close_session withdrew them on the JavaScript thread. */
+static void native_reads_free(Session* s) {
+  for (uint32_t b = 0; s->blobs && b < s->blob_count; b++) free(s->blobs[b].memory);
+  free(s->log);
+  pthread_rwlock_destroy(&s->mem_lock);
+  pthread_mutex_destroy(&s->log_lock);
+}
 
 /* Under s->lock (or with no other user left). */
 static void entry_unref(DiskEntry* e) {
@@ -121,6 +174,7 @@ static void session_free(Session* s) {
     free(s->blobs[b].ends);
     free(s->blobs[b].entries);
   }
+  native_reads_free(s);
   free(s->blobs);
   free(s->read_once);
   clip_table_free(&s->table);
@@ -457,38 +511,114 @@ static uint64_t now_micros(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Answers a READ from published disk cache entries when they hold the whole range; 0 otherwise. */
-static int read_from_disk(Session* s, fuse_req_t req, const ClipInode* inode, uint64_t off, uint32_t length) {
+/* Events posted to JavaScript: native reads were logged (never a slot id, which is >= MAX_SLOTS). */
+#define EVENT_READS_LOGGED ((uintptr_t)1)
+
+static void post_reads_logged(Session* s) {
+  pthread_mutex_lock(&s->lock);
+  int posted = 0;
+  if (!s->closed) {
+    s->refs++;
+    posted = napi_call_threadsafe_function(s->tsfn, (void*)EVENT_READS_LOGGED, napi_tsfn_nonblocking) == napi_ok;
+    if (!posted) s->refs--;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (posted) return;
+  pthread_mutex_lock(&s->log_lock);
+  s->log_posted = 0;
+  pthread_mutex_unlock(&s->log_lock);
+}
+
+/*
+ * Logs a native read for JavaScript (span metrics, the caches' LRU recency, read-ahead of a
+ * sequential reader), which is told once and takes the whole log with takeReads(). A full log
+ * drops the entry and counts it (readsUnlogged).
+ */
+static void log_read(Session* s, uint32_t inode, uint64_t offset, uint32_t length, uint32_t disk_parts, uint64_t micros) {
+  pthread_mutex_lock(&s->log_lock);
+  if (!s->log) s->log = malloc(READ_LOG_SIZE * sizeof *s->log);
+  int post = 0;
+  if (s->log && s->log_count < READ_LOG_SIZE) {
+    s->log[s->log_count++] = (LoggedRead){inode, micros > UINT32_MAX ? UINT32_MAX : (uint32_t)micros, offset, length, disk_parts};
+    post = !s->log_posted;
+    s->log_posted = 1;
+  } else {
+    count(s, C_READ_UNLOGGED);
+  }
+  pthread_mutex_unlock(&s->log_lock);
+  if (post) post_reads_logged(s);
+}
+
+/* Copies bytes [rel, rel + length) of span `span` from the memory tier; 0 when it is not published. */
+static int read_span_memory(Session* s, BlobLayout* blob, uint32_t span, uint64_t rel, uint64_t length, unsigned char* out) {
+  pthread_rwlock_rdlock(&s->mem_lock);
+  const unsigned char* data = blob->memory ? blob->memory[span].data : NULL;
+  if (data) memcpy(out, data + rel, length);
+  pthread_rwlock_unlock(&s->mem_lock);
+  return data != NULL;
+}
+
+/* A read inside one span of the memory tier: answered straight from its Buffer, no copy. */
+static int reply_from_memory(Session* s, fuse_req_t req, BlobLayout* blob, uint32_t span, uint64_t rel, uint32_t length) {
+  pthread_rwlock_rdlock(&s->mem_lock);
+  const unsigned char* data = blob->memory ? blob->memory[span].data : NULL;
+  if (data) fuse_reply_buf(req, (const char*)data + rel, length);
+  pthread_rwlock_unlock(&s->mem_lock);
+  return data != NULL;
+}
+
+/* The span of `blob` holding byte `at` (blob->count when past the end). */
+static uint32_t span_at(const BlobLayout* blob, uint64_t at) {
+  uint32_t span = 0, high = blob->count;
+  while (span < high) {
+    uint32_t middle = span + (high - span) / 2;
+    if (blob->ends[middle] > at) high = middle;
+    else span = middle + 1;
+  }
+  return span;
+}
+
+/*
+ * Answers a READ natively when every span it touches is published: from the memory tier (the
+ * span's verified Buffer) or from its disk cache entry (blocks checked); 0 otherwise.
+ */
+static int read_natively(Session* s, fuse_req_t req, const ClipInode* inode, uint64_t off, uint32_t length) {
   uint64_t started = now_micros();
   if (inode->blob >= s->blob_count) return 0;
   BlobLayout* blob = &s->blobs[inode->blob];
   uint64_t from = inode->base + off, to = from + length;
   if (from < inode->base) return 0;
-  uint32_t span = 0, high = blob->count;
-  while (span < high) {
-    uint32_t middle = span + (high - span) / 2;
-    if (blob->ends[middle] > from) high = middle;
-    else span = middle + 1;
-  }
-  unsigned char* out = malloc(length);
-  int ok = out != NULL;
-  for (uint64_t at = from; ok && at < to; span++) {
-    if (span >= blob->count) {
-      ok = 0;
-      break;
+  uint32_t span = span_at(blob, from);
+  if (span >= blob->count) return 0;
+  uint32_t disk_parts = 0; /* bit i: part i from disk (bit 31 stands for every later part too) */
+  int ok = to <= blob->ends[span] && reply_from_memory(s, req, blob, span, from - (span ? blob->ends[span - 1] : 0), length);
+  if (!ok) {
+    unsigned char* out = malloc(length);
+    ok = out != NULL;
+    for (uint64_t at = from, part = 0; ok && at < to; span++, part++) {
+      if (span >= blob->count) {
+        ok = 0;
+        break;
+      }
+      uint64_t span_start = span ? blob->ends[span - 1] : 0;
+      uint64_t part_end = blob->ends[span] < to ? blob->ends[span] : to;
+      unsigned char* dest = out + (at - from);
+      if (!read_span_memory(s, blob, span, at - span_start, part_end - at, dest)) {
+        ok = read_span_part(s, blob, span, at - span_start, part_end - at, dest);
+        disk_parts |= 1u << (part < 31 ? part : 31);
+      }
+      at = part_end;
     }
-    uint64_t span_start = span ? blob->ends[span - 1] : 0;
-    uint64_t part_end = blob->ends[span] < to ? blob->ends[span] : to;
-    ok = read_span_part(s, blob, span, at - span_start, part_end - at, out + (at - from));
-    at = part_end;
+    if (ok) fuse_reply_buf(req, (const char*)out, length);
+    free(out);
   }
-  if (ok) {
-    fuse_reply_buf(req, (const char*)out, length);
-    count(s, C_READ_DISK);
-    note_first_read(s, (uint32_t)(inode - s->table.inodes), now_micros() - started);
-  }
-  free(out);
-  return ok;
+  if (!ok) return 0;
+  count(s, disk_parts ? C_READ_DISK : C_READ_MEMORY);
+  uint32_t index = (uint32_t)(inode - s->table.inodes);
+  uint64_t micros = now_micros() - started;
+  log_read(s, index, off, length, disk_parts, micros);
+  note_first_read(s, index, micros);
+  return 1;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
@@ -503,7 +633,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if ((uint64_t)off >= inode->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
   uint64_t left = inode->size - (uint64_t)off;
   uint32_t length = (uint32_t)(size < left ? size : left);
-  if (read_from_disk(s, req, inode, (uint64_t)off, length)) return;
+  if (read_natively(s, req, inode, (uint64_t)off, length)) return;
   pthread_mutex_lock(&s->lock);
   if (s->closed) {
     pthread_mutex_unlock(&s->lock);
@@ -622,10 +752,23 @@ static void loop_ended(void* context) { drop_ref(context); }
     }                                                                         \
   } while (0)
 
+/* onRead(-1, 0, 0, 0): reads were served natively; takeReads() returns them. */
+static void reads_logged_to_js(napi_env env, napi_value js_cb, Session* s) {
+  napi_value args[4], undefined, ignored;
+  if (env && js_cb && napi_create_int32(env, -1, &args[0]) == napi_ok && napi_create_uint32(env, 0, &args[1]) == napi_ok &&
+      napi_create_uint32(env, 0, &args[2]) == napi_ok && napi_create_uint32(env, 0, &args[3]) == napi_ok &&
+      napi_get_undefined(env, &undefined) == napi_ok && napi_call_function(env, undefined, js_cb, 4, args, &ignored) != napi_ok) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+  }
+  drop_ref(s);
+}
+
 /* Runs on the JavaScript thread for each parked read: onRead(id, inodeIndex, offset, length). */
 static void call_js(napi_env env, napi_value js_cb, void* context, void* data) {
   Session* s = context;
   uint64_t value = (uint64_t)(uintptr_t)data;
+  if (value == EVENT_READS_LOGGED) return reads_logged_to_js(env, js_cb, s);
   if (value & EVENT_FIRST_READ) {
     /* onRead(0, inodeIndex, microseconds, 0): a file's first read was served natively. */
     napi_value args[4], undefined, ignored;
@@ -667,6 +810,22 @@ static void withdraw_all(Session* s) {
   s->published_count = 0;
 }
 
+/* On the JavaScript thread. Stops serving a span from the memory tier and releases its Buffer. */
+static void memory_withdraw(Session* s, BlobLayout* blob, uint32_t span) {
+  pthread_rwlock_wrlock(&s->mem_lock);
+  MemSpan old = blob->memory ? blob->memory[span] : (MemSpan){0};
+  if (blob->memory) blob->memory[span] = (MemSpan){0};
+  pthread_rwlock_unlock(&s->mem_lock);
+  /* No read uses it now: readers hold the read lock for as long as they touch the bytes. */
+  if (old.data) napi_delete_reference(s->env, old.ref);
+}
+
+static void memory_withdraw_all(Session* s) {
+  for (uint32_t b = 0; b < s->blob_count; b++) {
+    for (uint32_t i = 0; s->blobs[b].memory && i < s->blobs[b].count; i++) memory_withdraw(s, &s->blobs[b], i);
+  }
+}
+
 static void close_session(Session* s) {
   pthread_mutex_lock(&s->lock);
   int was_closed = s->closed;
@@ -676,6 +835,7 @@ static void close_session(Session* s) {
     withdraw_all(s); /* the archive is closed: nothing may be read from its cache any more */
   }
   pthread_mutex_unlock(&s->lock);
+  if (!was_closed) memory_withdraw_all(s);
 }
 
 static void finalize_handle(napi_env env, void* data, void* hint) {
@@ -824,6 +984,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&s->lock, NULL);
+  native_reads_init(s, env);
   const char* error = clip_table_load(&s->table, bytes, length);
   if (error) {
     session_free(s);
@@ -1104,6 +1265,97 @@ static napi_value js_notify_resend(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* The blob and span named by argv[1] and argv[2], or NULL (with an exception) when there is none. */
+static BlobLayout* get_span(napi_env env, Session* s, napi_value* argv, uint32_t* span) {
+  uint32_t blob_index;
+  if (napi_get_value_uint32(env, argv[1], &blob_index) != napi_ok || napi_get_value_uint32(env, argv[2], span) != napi_ok ||
+      blob_index >= s->blob_count || *span >= s->blobs[blob_index].count) {
+    napi_throw_range_error(env, NULL, "clip_fuse: no such span");
+    return NULL;
+  }
+  return &s->blobs[blob_index];
+}
+
+/*
+ * publishMemorySpan(session, blob, span, data): the span's verified bytes are this Buffer of the
+ * memory tier; the server answers reads of the span from it (holding a reference) until
+ * withdrawMemorySpan. False when refused (the length is not the span's, the session is closed).
+ */
+static napi_value js_publish_memory(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 4 ? NULL : unwrap_session(env, argv[0]);
+  uint32_t span;
+  BlobLayout* blob = s ? get_span(env, s, argv, &span) : NULL;
+  void* data;
+  size_t length;
+  if (!blob || !get_bytes(env, argv[3], &data, &length)) return NULL;
+  uint64_t span_length = blob->ends[span] - (span ? blob->ends[span - 1] : 0);
+  pthread_mutex_lock(&s->lock);
+  int closed = s->closed;
+  pthread_mutex_unlock(&s->lock);
+  napi_ref ref = NULL;
+  int accepted = !closed && length == span_length && napi_create_reference(env, argv[3], 1, &ref) == napi_ok;
+  MemSpan old = {0};
+  if (accepted) {
+    pthread_rwlock_wrlock(&s->mem_lock);
+    if (!blob->memory) blob->memory = calloc(blob->count, sizeof *blob->memory);
+    if (blob->memory) {
+      old = blob->memory[span];
+      blob->memory[span] = (MemSpan){ref, data};
+    }
+    accepted = blob->memory != NULL;
+    pthread_rwlock_unlock(&s->mem_lock);
+    if (!accepted) napi_delete_reference(env, ref);
+  }
+  if (old.data) napi_delete_reference(env, old.ref);
+  CHECK(env, napi_get_boolean(env, accepted, &result));
+  return result;
+}
+
+/* withdrawMemorySpan(session, blob, span): the span left the memory tier; its Buffer is released. */
+static napi_value js_withdraw_memory(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 3 ? NULL : unwrap_session(env, argv[0]);
+  uint32_t span;
+  BlobLayout* blob = s ? get_span(env, s, argv, &span) : NULL;
+  if (blob) memory_withdraw(s, blob, span);
+  return NULL;
+}
+
+/*
+ * takeReads(session): the reads served natively since the last call, as a Float64Array of
+ * (inode index, offset, length, microseconds, disk parts) per read; see LoggedRead.
+ */
+static napi_value js_take_reads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], buffer, result;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  if (!s) return NULL;
+  LoggedRead taken[READ_LOG_SIZE];
+  pthread_mutex_lock(&s->log_lock);
+  uint32_t n = s->log_count;
+  if (n) memcpy(taken, s->log, n * sizeof *taken);
+  s->log_count = 0;
+  s->log_posted = 0;
+  pthread_mutex_unlock(&s->log_lock);
+  double* out;
+  CHECK(env, napi_create_arraybuffer(env, n * 5 * sizeof(double), (void**)&out, &buffer));
+  for (uint32_t i = 0; i < n; i++) {
+    out[5 * i] = taken[i].inode;
+    out[5 * i + 1] = (double)taken[i].offset;
+    out[5 * i + 2] = taken[i].length;
+    out[5 * i + 3] = taken[i].micros;
+    out[5 * i + 4] = taken[i].disk_parts;
+  }
+  CHECK(env, napi_create_typedarray(env, napi_float64_array, n * 5, buffer, 0, &result));
+  return result;
+}
+
 /* counters(session): how many requests of each kind the server answered (tests, benchmarks). */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1159,8 +1411,9 @@ NAPI_MODULE_INIT() {
     napi_callback fn;
   } functions[] = {{"validate", js_validate}, {"mount", js_mount},     {"reply", js_reply},        {"replyError", js_reply_error},
                    {"close", js_close},       {"counters", js_counters}, {"openMount", js_open_mount},
-                   {"publishDiskEntry", js_publish}, {"detach", js_detach}, {"connection", js_connection},
-                   {"notifyResend", js_notify_resend}};
+                   {"publishDiskEntry", js_publish}, {"publishMemorySpan", js_publish_memory},
+                   {"withdrawMemorySpan", js_withdraw_memory}, {"takeReads", js_take_reads},
+                   {"detach", js_detach}, {"connection", js_connection}, {"notifyResend", js_notify_resend}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok) return NULL;

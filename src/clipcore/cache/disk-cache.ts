@@ -26,7 +26,7 @@ export interface DiskCacheOptions {
   readonly maxBytes: number;
   readonly logger?: ClipLogger;
   readonly metrics?: ClipMetrics;
-  /** Size of the independently checked blocks of the entries it writes. Default 16 KiB. */
+  /** Size of the independently checked blocks of the entries it writes. Default 4 KiB. */
   readonly blockBytes?: number;
 }
 
@@ -175,6 +175,11 @@ export class DiskCache implements ContentCache {
   watchEntries(listener: EntryListener): () => void {
     this.entryListeners.add(listener);
     return () => this.entryListeners.delete(listener);
+  }
+
+  /** The entry stored under `hash` was read elsewhere (natively): it is recent in the LRU order. */
+  noteUse(hash: string): void {
+    this.recordUse(fileKey(hash));
   }
 
   async getContent(hash: string, offset: number, length: number, entryLength?: number): Promise<Buffer | undefined> {

@@ -88,6 +88,9 @@ interface Inflight {
   readonly urgency: Urgency;
 }
 
+/** Hears of each span entering (its verified bytes) and leaving (undefined) the memory tier. */
+export type MemoryListener = (key: string, data: Buffer | undefined) => void;
+
 export const DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024;
 /** Disk writes run in the background, two at a time; beyond this many queued bytes, new ones are dropped. */
 const MAX_QUEUED_WRITE_BYTES = 128 * 1024 * 1024;
@@ -122,9 +125,12 @@ export class SpanCache {
   private writesDrained: Array<() => void> = [];
   private closed = false;
   private readonly slots: FetchSlots;
+  private readonly memoryListeners = new Set<MemoryListener>();
 
   constructor(options: SpanCacheOptions = {}) {
-    this.memory = new ByteLru(options.memoryBytes ?? DEFAULT_MEMORY_CACHE_BYTES);
+    this.memory = new ByteLru(options.memoryBytes ?? DEFAULT_MEMORY_CACHE_BYTES, (key, data) => {
+      for (const listener of this.memoryListeners) listener(key, data);
+    });
     this.slots = new FetchSlots(options.maxOriginFetches ?? DEFAULT_MOUNT_FETCHES, NODE_FETCH_SLOTS);
     this.disk = options.disk;
     this.shared = options.shared;
@@ -244,6 +250,33 @@ export class SpanCache {
   idle(): Promise<void> {
     if (this.onDemandLoads === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Tells `listener` of the spans in the memory tier now and of every span entering or leaving it
+   * from then on: the native FUSE server serves reads from them (docs/fuse.md). Returns a
+   * function that stops the calls.
+   */
+  watchMemory(listener: MemoryListener): () => void {
+    for (const [key, data] of this.memory.entries()) listener(key, data);
+    this.memoryListeners.add(listener);
+    return () => this.memoryListeners.delete(listener);
+  }
+
+  /**
+   * A span part served without read() (natively, by the FUSE server, from a tier it was handed):
+   * counted as read() counts it, and kept recent in that tier's LRU so that hot spans stay.
+   */
+  noteServed(ref: SpanRef, tier: 'memory' | 'disk', seconds: number): void {
+    if (tier === 'memory') {
+      this.memory.get(ref.key);
+      this.metrics?.lookup('memory', true);
+    } else {
+      this.disk?.noteUse(ref.key);
+      this.metrics?.lookup('memory', false);
+      this.metrics?.lookup('disk', true);
+    }
+    this.metrics?.spanServed(tier, seconds);
   }
 
   /** Refuses new disk writes and waits for the queued ones (so a restart finds them on disk). */

@@ -91,6 +91,16 @@ export class SpannedBlob {
     return single ?? Buffer.concat(await Promise.all(parts));
   }
 
+  /**
+   * Bytes [from, to) were read without this blob (served natively from memory): read-ahead
+   * follows the reader as read() would.
+   */
+  noteRead(from: number, to: number, limit = this.size): void {
+    if (!(from >= 0 && from < to && to <= this.size)) return;
+    const stream = this.follow(from, to, limit);
+    if (stream !== undefined) this.readAhead(stream, this.spanContaining(to - 1), stream.acrossFiles ? this.size : limit);
+  }
+
   /** Loads spans ahead of a sequential reader whose read ended in span `last`. */
   private readAhead(stream: Stream, last: number, limit: number): void {
     const { layout } = this;

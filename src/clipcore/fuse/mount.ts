@@ -7,8 +7,8 @@ import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.j
 import type { ByteSource } from '../source/byte-source.js';
 import { encodeFuseTable } from './fuse-table.js';
 import { forceUnmount, isMountPoint } from './mount-table.js';
-import type { SpanLayout } from '../cache/spanned-blob.js';
-import { clipFuse, type ClipFuseAddon, type FuseCounters, type FuseSession } from './native-fuse.js';
+import { clipFuse, type FuseCounters, type FuseSession, type ReadRequest } from './native-fuse.js';
+import { serveCachesNatively, type NativeCaches } from './native-reads.js';
 import { readHandler } from './read-handler.js';
 
 export interface MountArchiveOptions extends OpenArchiveOptions {
@@ -97,11 +97,15 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
   const fuseOptions = ['ro', 'default_permissions', `fsname=${CLIP_FUSE_NAME}`, `subtype=${CLIP_FUSE_NAME}`];
   if (options.allowOther ?? process.getuid?.() === 0) fuseOptions.push('allow_other');
   let session: FuseSession | undefined;
-  const onRead = readHandler(addon, () => session as FuseSession, reader, options.operationTimeoutMs ?? 120_000, (error, operation, path) => {
+  let caches: NativeCaches | undefined;
+  const handleRead = readHandler(addon, () => session as FuseSession, reader, options.operationTimeoutMs ?? 120_000, (error, operation, path) => {
     events.emit('server-error', { error, operation, path } satisfies MountServerError);
   });
+  const onRead: ReadRequest = (id, inode, offset, length) => {
+    if (id === -1) caches?.takeLog();
+    else handleRead(id, inode, offset, length);
+  };
   let state: 'ready' | 'mounted' | 'closed' = 'ready';
-  let stopPublishing = (): void => undefined;
 
   const handle: MountHandle = {
     mountPoint,
@@ -118,7 +122,7 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
         throw new ClipError('MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
       state = 'mounted';
-      stopPublishing = publishDiskEntries(addon, session, reader, layouts);
+      caches = serveCachesNatively(addon, session, reader, layouts, ends);
       // Ready means initialised: the kernel's INIT answered (or replayed), the connection passable on.
       const deadline = Date.now() + INIT_WAIT_MS;
       while (!addon.connection(session).init) {
@@ -135,7 +139,8 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
       state = 'closed';
       if (wasMounted) {
         // Reads still open on a lazily detached mount answer EIO natively from here on.
-        stopPublishing();
+        caches?.takeLog(); // what was served natively until now still counts
+        caches?.stop();
         addon.close(session as FuseSession);
         await forceUnmount(mountPoint);
       }
@@ -160,32 +165,6 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
     },
   };
   return handle;
-}
-
-/**
- * Hands the native server each disk cache entry of this archive's spans as the read path checks
- * its header, so later reads of that span are served natively (docs/fuse.md). Returns a
- * function that stops it.
- */
-function publishDiskEntries(addon: ClipFuseAddon, session: FuseSession, reader: ArchiveReader, layouts: readonly SpanLayout[]): () => void {
-  let positions: Map<string, Array<[number, number]>> | undefined;
-  return reader.watchDiskEntries((hash, path, header) => {
-    if (!positions) {
-      // Built on the first entry: a mount without a disk cache never needs it.
-      positions = new Map();
-      layouts.forEach((layout, blob) => {
-        for (let span = 0; span < layout.count; span++) {
-          const key = layout.ref(span).key;
-          const list = positions?.get(key);
-          if (list) list.push([blob, span]);
-          else positions?.set(key, [[blob, span]]);
-        }
-      });
-    }
-    for (const [blob, span] of positions.get(hash) ?? []) {
-      addon.publishDiskEntry(session, blob, span, path, header.blockBytes, header.length, header.dataOffset, header.blockDigests);
-    }
-  });
 }
 
 /**

@@ -17,8 +17,12 @@ export interface FuseCounters {
   readonly opendir: number;
   readonly read: number;
   readonly readToJs: number;
-  /** Reads answered natively from disk cache entries (see publishDiskEntry). */
+  /** Reads answered natively with at least one span from a disk cache entry (see publishDiskEntry). */
   readonly readFromDisk: number;
+  /** Reads answered natively from the memory tier alone (see publishMemorySpan). */
+  readonly readFromMemory: number;
+  /** Native reads left out of the read log (it was full): not in the span metrics. */
+  readonly readsUnlogged: number;
   /** Reads handed to JavaScript and not answered yet (a gauge, not a count). */
   readonly pendingReads: number;
 }
@@ -26,7 +30,8 @@ export interface FuseCounters {
 /**
  * Called on the JavaScript thread for each read the server hands over; answer with
  * reply/replyError. With id 0 it is no request but news: the first read of `inode` in this mount
- * was served natively, in `offset` microseconds.
+ * was served natively, in `offset` microseconds. With id -1: reads were served natively, and
+ * takeReads returns them.
  */
 export type ReadRequest = (id: number, inode: number, offset: number, length: number) => void;
 
@@ -51,6 +56,19 @@ export interface ClipFuseAddon {
    * reads it itself from now on, checking each block it reads against `digests`. False when refused.
    */
   publishDiskEntry(session: FuseSession, blob: number, span: number, path: string, blockBytes: number, length: number, dataOffset: number, digests: Uint8Array): boolean;
+  /**
+   * Span `span` of blob `blob` is these verified bytes (a Buffer of the memory tier): the server
+   * answers reads of it from them, holding a reference, until withdrawMemorySpan. False when refused.
+   */
+  publishMemorySpan(session: FuseSession, blob: number, span: number, data: Uint8Array): boolean;
+  /** The span left the memory tier: the server stops reading it and releases the Buffer. */
+  withdrawMemorySpan(session: FuseSession, blob: number, span: number): void;
+  /**
+   * The reads served natively since the last call: (inode index, offset, length, microseconds,
+   * disk parts) each, where bit i of disk parts says the read's i-th span came from the disk cache
+   * rather than memory (bit 31: that one or any later one).
+   */
+  takeReads(session: FuseSession): Float64Array;
   /** False when the read was already answered (or never existed). */
   reply(session: FuseSession, id: number, data: Uint8Array): boolean;
   replyError(session: FuseSession, id: number, errno: number): boolean;

@@ -83,6 +83,12 @@ export class OciContent implements ContentReader {
     return blob.read(base + start, base + end, base + inode.size);
   }
 
+  noteRead(inode: Inode, offset: number, length: number): void {
+    const { start, end } = clampRead(inode, offset, length);
+    const { blob, base } = this.locate(inode);
+    blob.noteRead(base + start, base + end, base + inode.size);
+  }
+
   spans(inode?: Inode): SpanRef[] {
     if (inode === undefined) return this.blobs.flatMap((blob) => blob.refs());
     if (inode.size === 0) return [];

@@ -157,6 +157,12 @@ export class ArchiveReader {
     this.metrics.firstReadOfFile(seconds);
   }
 
+  /** Bytes of a file read natively (from the memory tier): a sequential reader's read-ahead goes on. */
+  noteNativeRead(inode: InodeIndex, offset: number, length: number): void {
+    const attributes = this.index.inode(inode);
+    if (attributes.type === 'file') this.content.noteRead?.(attributes, offset, length);
+  }
+
   read(path: string, offset: number, length: number): Promise<Buffer> {
     return this.readInode(this.index.resolve(path), offset, length);
   }

@@ -61,6 +61,11 @@ export class VerifiedBlob {
     return this.blob.read(offset, offset + length, limit);
   }
 
+  /** Bytes [offset, offset + length) were read natively: read-ahead follows (see SpannedBlob.noteRead). */
+  noteRead(offset: number, length: number, limit?: number): void {
+    this.blob.noteRead(offset, offset + length, limit);
+  }
+
   get layout(): SpanLayout {
     return this.blob.layout;
   }

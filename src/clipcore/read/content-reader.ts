@@ -11,6 +11,8 @@ export interface ContentReader {
   close(): Promise<void>;
   /** The spans holding a file's bytes, or every span when `inode` is omitted: what prefetch fetches. */
   spans?(inode?: Inode): SpanRef[];
+  /** Bytes of a file were read elsewhere (natively, from memory): a sequential reader's read-ahead goes on. */
+  noteRead?(inode: Inode, offset: number, length: number): void;
   /** The span layout of each blob, indexed like `Inode.location.layer`: what the native READ maps reads with. */
   layouts?(): readonly SpanLayout[];
 }

@@ -39,6 +39,12 @@ export class LocalContent implements ContentReader {
     return this.blob.read(base + start, end - start, base + inode.size);
   }
 
+  noteRead(inode: Inode, offset: number, length: number): void {
+    const { start, end } = clampRead(inode, offset, length);
+    const base = inode.location?.offset;
+    if (base !== undefined) this.blob.noteRead(base + start, end - start, base + inode.size);
+  }
+
   spans(inode?: Inode): SpanRef[] {
     if (inode === undefined) return this.blob.refs();
     const base = inode.location?.offset;

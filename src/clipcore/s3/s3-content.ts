@@ -61,6 +61,11 @@ export async function openS3Content(
         if (base === undefined) throw new ArchiveFormatError('CORRUPT', 'a regular file has no data location');
         return blob.read(base + start, end - start, base + inode.size);
       },
+      noteRead(inode: Inode, offset: number, length: number): void {
+        const { start, end } = clampRead(inode, offset, length);
+        const base = inode.location?.offset;
+        if (base !== undefined) blob.noteRead(base + start, end - start, base + inode.size);
+      },
       spans(inode?: Inode): SpanRef[] {
         if (inode === undefined) return blob.refs();
         const base = inode.location?.offset;
