@@ -8,6 +8,10 @@
  * from clip's memory cache), then `b` again (the kernel's page cache); then the local file at `b` (cold: the
  * parent dropped its pages first) and again (warm). Every mounted read is compared with the local one.
  *
+ * `burst`: then, at once, reads at these offsets from `a` (further pages of the same span, each
+ * beyond the kernel's readahead of the earlier reads: served from clip's memory, one right after
+ * another, as a random reader makes them), and the same offsets of the local file (cold).
+ *
  * `once` reads: a single timed 4 KiB read per entry, one after another (the disk-cache row: a fresh
  * mount whose memory cache is empty, at offsets no earlier read touched), each compared with the local file.
  */
@@ -19,6 +23,7 @@ export interface ReaderJob {
   /** Pause after the cold read, so that work it started in the background (read-ahead, cache writes) is over. */
   readonly settleMs: number;
   readonly once?: ReadonlyArray<{ readonly mounted: string; readonly local: string; readonly at: number }>;
+  readonly burst?: readonly number[];
 }
 
 export interface ReaderOutput {
@@ -28,6 +33,8 @@ export interface ReaderOutput {
   localCold: number[];
   localWarm: number[];
   once: number[];
+  clipBurst: number[];
+  localBurst: number[];
   mismatches: number;
 }
 
@@ -51,7 +58,7 @@ const timed = (file: number, target: Buffer, position: number): number => {
   return ms;
 };
 const pause = new Int32Array(new SharedArrayBuffer(4));
-const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], once: [], mismatches: 0 };
+const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], once: [], clipBurst: [], localBurst: [], mismatches: 0 };
 for (const read of job.reads) {
   const mounted = fd(read.mounted);
   const local = fd(read.local);
@@ -62,6 +69,12 @@ for (const read of job.reads) {
   out.localCold.push(timed(local, other, read.b));
   out.localWarm.push(timed(local, other, read.b));
   if (!buffer.equals(other)) out.mismatches++;
+  for (const offset of job.burst ?? []) out.clipBurst.push(timed(mounted, buffer, read.a + offset));
+  for (const offset of job.burst ?? []) {
+    out.localBurst.push(timed(local, other, read.a + offset));
+    readSync(mounted, buffer, 0, buffer.length, read.a + offset);
+    if (!buffer.equals(other)) out.mismatches++;
+  }
 }
 for (const read of job.once ?? []) {
   out.once.push(timed(fd(read.mounted), buffer, read.at));

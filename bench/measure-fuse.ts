@@ -37,6 +37,10 @@ const SETTLE_MS = 100;
 const FRESH = MiB / 2;
 /** The second disk-cache read of each span, by the same mount: 256 KiB from every earlier read. */
 const FRESH_AGAIN = MiB / 4;
+/** Further reads of each span right after its memory read, 128 KiB apart (beyond the kernel's readahead of the earlier ones). */
+const BURST = [640, 768, 896].map((kib) => kib * 1024);
+/** The disk-cache read with the cache files' pages in the host's page cache: 128 KiB from every earlier read. */
+const FRESH_WARM = (3 * MiB) / 8;
 
 const quote = (path: string): string => `'${path.replaceAll("'", `'\\''`)}'`;
 
@@ -107,6 +111,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const job: ReaderJob = {
       bytes: PAGE,
       settleMs: SETTLE_MS,
+      burst: BURST,
       reads: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, a: p.a, b: p.b })),
     };
     const output = JSON.parse((await check(process.execPath, [READER, JSON.stringify(job)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
@@ -114,14 +119,15 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     await mount.stop();
     mount = undefined;
     // The same spans again, from the disk cache alone: a fresh `clip mount` on the same --cache-dir.
-    let fromDisk: { once: number[]; again: number[]; requests: number; bytes: number; files: number; undropped: number } | undefined;
+    let fromDisk: { once: number[]; again: number[]; warm: number[]; requests: number; bytes: number; files: number; undropped: number } | undefined;
     if (cacheDir !== undefined) {
       const files = (await check('find', [cacheDir, '-type', 'f'])).stdout.split('\n').filter((line) => line !== '');
       let stillResident = 0;
       /** One read per span at `offset` into it, with the cache files' pages dropped first. */
-      const readFromDisk = async (offset: number): Promise<ReaderOutput> => {
+      const readFromDisk = async (offset: number, drop = true): Promise<ReaderOutput> => {
         await check('sync', ['-f', cacheDir]); // written entries are dirty pages, which DONTNEED leaves alone
-        for (const file of files) if (!(await dropPages(file, false))) stillResident++;
+        if (drop) for (const file of files) if (!(await dropPages(file, false))) stillResident++;
+        else await check('sh', ['-c', `cat ${files.map(quote).join(' ')} > /dev/null`]);
         const diskJob: ReaderJob = {
           bytes: PAGE,
           settleMs: 0,
@@ -136,11 +142,13 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       // Again in the same mount, at offsets nothing read yet: the mount now knows each entry's
       // header, as a long-lived node plugin's mount does for the spans it has served before.
       const againOutput = await readFromDisk(FRESH_AGAIN);
+      // A hot node cache: its files' pages in the host's page cache (only the mount's own page cache lacks the page).
+      const warmOutput = await readFromDisk(FRESH_WARM, false);
       const served = await proxies.stats();
       await mount.stop();
       mount = undefined;
-      output.mismatches += diskOutput.mismatches + againOutput.mismatches;
-      fromDisk = { once: diskOutput.once, again: againOutput.once, requests: served.requests, bytes: served.bytes, files: files.length, undropped: stillResident };
+      output.mismatches += diskOutput.mismatches + againOutput.mismatches + warmOutput.mismatches;
+      fromDisk = { once: diskOutput.once, again: againOutput.once, warm: warmOutput.once, requests: served.requests, bytes: served.bytes, files: files.length, undropped: stillResident };
     }
     if (output.mismatches > 0) results.note(`FUSE random reads: ${output.mismatches} reads differed from the local copy: the figures below are suspect`);
     const clipCache = summarize(output.clipCache, 'ms');
@@ -155,8 +163,19 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       'fuse.memory',
       '4 KiB random read, span already in clip memory (page not in page cache)',
       clipCache,
-      `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the clip mount process (JavaScript) from its decompressed-span cache`,
+      `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the native FUSE server from clip's memory tier (the span published to it)`,
     );
+    const burst = summarize(output.clipBurst, 'ms');
+    const localBurst = summarize(output.localBurst, 'ms');
+    results.add({
+      id: 'fuse.memory-burst',
+      section: SECTION,
+      name: '4 KiB random reads one right after another, span already in clip memory (page not in page cache)',
+      clip: samples(burst),
+      comparison: { label: 'local file, the same reads, page cache dropped', figure: samples(localBurst) },
+      ratio: p50Ratio(burst, localBurst),
+      note: `${BURST.length} reads per span of the row above, at once after its read, at ${BURST.map((b) => b / 1024).join(', ')} KiB into the span (beyond the kernel's readahead of the earlier reads); the row above reads after a ${SETTLE_MS} ms pause, so it also pays waking the server's threads`,
+    });
     results.add({
       id: 'fuse.page-cache',
       section: SECTION,
@@ -164,7 +183,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       clip: samples(pageCache),
       comparison: { label: 'local file, repeated', figure: samples(localWarm) },
       ratio: p50Ratio(pageCache, localWarm),
-      note: 'the mount sets kernel_cache: repeated reads never reach clip',
+      note: 'files are opened with FOPEN_KEEP_CACHE: repeated reads never reach clip',
     });
     againstLocalCold('fuse.cold', '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
     if (fromDisk) {
@@ -183,6 +202,16 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
         summarize(fromDisk.again, 'ms'),
         `the same mount right after the row above, one read per span at ${FRESH_AGAIN / 1024} KiB into it (no earlier read touched it), the cache files' pages dropped again; registry figures as above (both passes)`,
       );
+      const warm = summarize(fromDisk.warm, 'ms');
+      results.add({
+        id: 'fuse.disk-warm',
+        section: SECTION,
+        name: "4 KiB random read, span in the node-local disk cache, the cache file's pages in the host's page cache (entry header known; clip's memory and the mount's page cache without these bytes)",
+        clip: samples(warm),
+        comparison: { label: 'local file, page in page cache', figure: samples(localWarm) },
+        ratio: p50Ratio(warm, localWarm),
+        note: `the same mount after the two rows above, one read per span at ${FRESH_WARM / 1024} KiB into it, every cache file read once first (a hot node cache); the block read is still checked against its sha256`,
+      });
     } else results.note('FUSE random reads: no disk-cache row (this build of `clip mount` has no --cache-dir)');
 
     // Sequential reads of the 256 MiB file.
