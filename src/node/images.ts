@@ -6,6 +6,7 @@
  * volumes ask at the same time, and run to the end in the background even when the publish that
  * started them gives up waiting: the next publish picks up the same job, never a new one.
  */
+import { fstatSync, statSync } from 'node:fs';
 import { rmdir, stat, unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
@@ -242,6 +243,8 @@ export class ImageManager {
   async adopt(request: ImageRequest, connection: ReceivedConnection): Promise<ImageMount> {
     try {
       if (this.mounted.has(request.key) || this.mounting.has(request.key)) throw new ClipError('MOUNT_FAILED', `image ${request.key} is served already`);
+      const device = fstatSync(connection.fd);
+      if (!device.isCharacterDevice() || device.rdev !== statSync('/dev/fuse').rdev) throw new ClipError('INVALID_ARGUMENT', 'the descriptor received is not a /dev/fuse connection');
       const indexPath = this.options.state.indexPath(request.key);
       if (!(await isFile(indexPath))) throw new ClipError('NOT_FOUND', `the image's index is not in the node-local cache (${indexPath})`);
       return this.register(request.key, await this.openMount(indexPath, connection.info.mountPoint, request, connection), true);
