@@ -7,15 +7,15 @@
  * completes. Beside them, in the same run, what the same kill -9 costs without the holder (the
  * alternative: today's remount): how long reads fail with ENOTCONN, and how many fail.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ArchiveReader } from '../src/clipcore/index.js';
 import { connectCsi, ephemeralContext, MOUNT_CAPABILITY, type CsiClient } from '../test/helpers/csi-client.js';
 import { cleanupPluginDir, makePluginDir, podVolume, startPlugin, type PluginProcess } from '../test/helpers/csi-plugin.js';
 import { startLoggedProcess, type LoggedProcess } from '../test/helpers/logged-process.js';
+import { startVolumeReader as startReader, type VolumeReader } from '../test/helpers/volume-reader-client.js';
 import type { BenchContext } from './context.js';
 import { CLIP_BIN } from './proc.js';
 import { samples } from './results.js';
@@ -23,29 +23,7 @@ import { msSince, num, seededRandom, summarize } from './stats.js';
 import { pick, regularFiles } from './tree.js';
 
 const SECTION = '5. Node plugin';
-const READER = fileURLToPath(new URL('../test/helpers/volume-reader.js', import.meta.url));
 const FILES = 60;
-
-interface ReaderStatus {
-  reads: number;
-  longestMs: number;
-  errorCount: number;
-  mismatches: string[];
-}
-
-/** A reader of `files` in its own process; status() is its latest line. */
-function startReader(files: Array<{ path: string; sha256: string }>): { child: ChildProcess; status: () => ReaderStatus } {
-  const child = spawn(process.execPath, [READER, JSON.stringify(files)], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let last: ReaderStatus = { reads: 0, longestMs: 0, errorCount: 0, mismatches: [] };
-  let partial = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    const lines = (partial + chunk.toString('utf8')).split('\n');
-    partial = lines.pop() ?? '';
-    const latest = lines.at(-1);
-    if (latest) last = JSON.parse(latest) as ReaderStatus;
-  });
-  return { child, status: () => last };
-}
 
 async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -83,7 +61,7 @@ export async function measureRestarts(ctx: BenchContext): Promise<void> {
   const dir = await makePluginDir('cbr-');
   const processes: Array<PluginProcess | LoggedProcess> = [];
   const clients: CsiClient[] = [];
-  let reader: ReturnType<typeof startReader> | undefined;
+  let reader: VolumeReader | undefined;
   try {
     const start = async (extra: string[] = []): Promise<PluginProcess> => {
       const plugin = await startPlugin(dir, ['--image-grace-seconds', '0', ...extra]);
@@ -113,8 +91,8 @@ export async function measureRestarts(ctx: BenchContext): Promise<void> {
     );
     reader = startReader(files);
     const readsGrow = (count: number): Promise<void> => {
-      const goal = (reader as ReturnType<typeof startReader>).status().reads + count;
-      return until(() => (reader as ReturnType<typeof startReader>).status().reads >= goal, 120_000, 'the reader');
+      const goal = (reader as VolumeReader).status().reads + count;
+      return until(() => (reader as VolumeReader).status().reads >= goal, 120_000, 'the reader');
     };
     await readsGrow(50);
 

@@ -11,34 +11,25 @@
  * so the reader sees only a delay (the longest read is printed).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { mountsAt } from '../src/node/mount-utils.js';
 import { connectCsi, ephemeralContext, MOUNT_CAPABILITY, type CsiClient, type PublishRequest } from './helpers/csi-client.js';
 import { cleanupPluginDir, httpGet, makePluginDir, metricValue, mountsUnder, podVolume, startPlugin, type PluginProcess, type PodVolume } from './helpers/csi-plugin.js';
 import { CLIP_BIN } from './helpers/processes.js';
 import { startLoggedProcess, type LoggedProcess } from './helpers/logged-process.js';
+import { startVolumeReader, type ReaderStatus } from './helpers/volume-reader-client.js';
 import { pushImage } from './harness/image-builder.js';
 import { startCountingProxy, type CountingProxy } from './harness/counting-proxy.js';
 import { startRegistry, type RegistryHandle } from './harness/registry.js';
 import { buildTarLayer, patternContent } from './harness/tar-layer.js';
 
-const READER = fileURLToPath(new URL('./helpers/volume-reader.js', import.meta.url));
 const COLD_FILES = 240;
 const COLD_BYTES = 96 * 1024;
-
-interface ReaderStatus {
-  reads: number;
-  longestMs: number;
-  errorCount: number;
-  errors: string[];
-  mismatches: string[];
-}
 
 function digestOf(content: ReturnType<typeof patternContent>): string {
   const hash = createHash('sha256');
@@ -122,17 +113,9 @@ describe('clip node: volumes survive restarts, crashes and replacement', () => {
       const name = `cold/f${String(i).padStart(3, '0')}.bin`;
       files.push({ path: join((i % 2 ? writable : readOnly).targetPath, name), sha256: digestOf(patternContent(COLD_BYTES, 100 + i)) });
     }
-    const reader = spawn(process.execPath, [READER, JSON.stringify(files)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    readers.push(reader);
-    let last: ReaderStatus = { reads: 0, longestMs: 0, errorCount: 0, errors: [], mismatches: [] };
-    let partial = '';
-    reader.stdout?.on('data', (chunk: Buffer) => {
-      const lines = (partial + chunk.toString('utf8')).split('\n');
-      partial = lines.pop() ?? '';
-      const latest = lines.at(-1);
-      if (latest) last = JSON.parse(latest) as ReaderStatus;
-    });
-    return { targets: [readOnly.targetPath, writable.targetPath], status: () => last, reader };
+    const reader = startVolumeReader(files);
+    readers.push(reader.child);
+    return { targets: [readOnly.targetPath, writable.targetPath], status: reader.status, reader: reader.child };
   }
 
   async function readsGrowBy(status: () => ReaderStatus, count: number, timeoutMs = 60_000): Promise<void> {
