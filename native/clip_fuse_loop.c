@@ -6,9 +6,9 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,16 +70,37 @@ int clip_loop_adopt_init(ClipLoop* loop, const unsigned char* request, size_t le
   return 0;
 }
 
+/*
+ * Each thread waits in an epoll set of its own holding the connection with EPOLLEXCLUSIVE: a new
+ * request wakes one idle thread, not all of them (with poll(), every request woke every idle
+ * thread, up to 16 per mount, and on 2 cores that stole the CPU the inflate threads need), and the
+ * stop eventfd, which wakes them all. -1 on failure.
+ */
+static int thread_epoll(ClipLoop* loop) {
+  int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return -1;
+  struct epoll_event request = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0};
+  struct epoll_event stop = {.events = EPOLLIN, .data.u32 = 1};
+  if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, loop->fd, &request) != 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, loop->stop_fd, &stop) != 0) {
+    close(epoll_fd);
+    return -1;
+  }
+  return epoll_fd;
+}
+
 /* The next request into buf: its length, 0 when the loop should end, or -errno. */
-static ssize_t next_request(ClipLoop* loop, unsigned char* buf) {
+static ssize_t next_request(ClipLoop* loop, int epoll_fd, unsigned char* buf) {
   for (;;) {
-    struct pollfd fds[2] = {{.fd = loop->fd, .events = POLLIN}, {.fd = loop->stop_fd, .events = POLLIN}};
-    if (poll(fds, 2, -1) < 0) {
+    struct epoll_event events[2];
+    int ready = epoll_wait(epoll_fd, events, 2, -1);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
     /* Stop first: a request still queued is left to the next reader. */
-    if (fds[1].revents) return 0;
+    for (int i = 0; i < ready; i++) {
+      if (events[i].data.u32 == 1) return 0;
+    }
     ssize_t n = read(loop->fd, buf, BUFFER_BYTES);
     if (n > 0) return n;
     if (n == 0) return 0;
@@ -110,8 +131,9 @@ static int spawn(ClipLoop* loop) {
 static void* loop_thread(void* arg) {
   ClipLoop* loop = arg;
   unsigned char* buf = malloc(BUFFER_BYTES);
+  int epoll_fd = buf ? thread_epoll(loop) : -1;
   for (;;) {
-    ssize_t n = buf ? next_request(loop, buf) : 0;
+    ssize_t n = epoll_fd >= 0 ? next_request(loop, epoll_fd, buf) : 0;
     if (n <= 0) break;
     pthread_mutex_lock(&loop->lock);
     /* Every thread busy: one more waits for the next request (new threads inherit the blocked signals). */
@@ -129,6 +151,7 @@ static void* loop_thread(void* arg) {
     pthread_mutex_unlock(&loop->lock);
   }
   free(buf);
+  if (epoll_fd >= 0) close(epoll_fd);
   pthread_mutex_lock(&loop->lock);
   loop->threads--;
   loop->idle--;

@@ -97,7 +97,9 @@ export class SpannedBlob {
    */
   noteRead(from: number, to: number, limit = this.size): void {
     if (!(from >= 0 && from < to && to <= this.size)) return;
-    const stream = this.follow(from, to, limit);
+    // Only an existing stream is followed: the log of native reads arrives late, and a late note
+    // of bytes behind a stream must not start a stream of its own.
+    const stream = this.follow(from, to, limit, false);
     if (stream !== undefined) this.readAhead(stream, this.spanContaining(to - 1), stream.acrossFiles ? this.size : limit);
   }
 
@@ -145,15 +147,19 @@ export class SpannedBlob {
    * Remembers where reads end; a read starting near one of those continues that stream (returned).
    * Any other read starts a new stream, without read-ahead (undefined).
    */
-  private follow(from: number, to: number, limit: number): Stream | undefined {
+  private follow(from: number, to: number, limit: number, create = true): Stream | undefined {
     if (this.readAheadSpans <= 0) return undefined;
-    const stream = this.streams.find((s) => from >= s.end - SEQUENTIAL_SLACK && from <= s.end + SEQUENTIAL_SLACK);
+    // A read anywhere in what the stream loaded ahead continues it: the reads between may have been
+    // served natively (from memory) and be noted only later.
+    const reach = (s: Stream): number => (s.ahead >= 0 && s.ahead < this.layout.count ? Math.max(s.end, this.layout.end(s.ahead)) : s.end);
+    const stream = this.streams.find((s) => from >= s.end - SEQUENTIAL_SLACK && from <= reach(s) + SEQUENTIAL_SLACK);
     if (stream !== undefined) {
       stream.end = Math.max(stream.end, to);
       if (limit > stream.limit) stream.acrossFiles = true;
       stream.limit = limit;
       return stream;
     }
+    if (!create) return undefined;
     this.streams.push({ end: to, window: this.readAheadSpans, caughtUp: false, ahead: -1, limit, acrossFiles: false });
     if (this.streams.length > STREAMS) this.streams.shift();
     return undefined;
