@@ -279,27 +279,6 @@ describe('span tiers', () => {
     assert.deepEqual(parts, [BLOB.subarray(SPAN, SPAN + SMALL), BLOB.subarray(2 * SPAN, 2 * SPAN + SMALL)]);
   });
 
-  test('reads served natively and noted late: a read in the read-ahead region goes on with the stream; a late note behind it starts none', async () => {
-    const SMALL = 16384;
-    const origin = new FakeOrigin();
-    const registry = new Registry();
-    const blob = blobOver(origin, new SpanCache({ metrics: new ClipMetrics(registry) }), 2);
-    await blob.read(0, SMALL);
-    origin.hold();
-    await blob.read(SMALL, SMALL); // sequential: spans 1 and 2 ahead, held at the origin
-    assert.equal(await metric(registry, 'clip_readahead_spans_total'), 2);
-    // The reader went through span 1 natively (not noted yet) and reads span 2, still loading:
-    // the same stream, caught up, so its refill doubles the window (3 to 6).
-    const waiting = blob.read(2 * SPAN, SMALL);
-    assert.equal(await metric(registry, 'clip_readahead_spans_total'), 6, 'the read continued the stream and the window doubled');
-    // The late note of span 1's native reads is behind the stream: no stream, no read-ahead of its own.
-    blob.noteRead(SPAN, SMALL);
-    blob.noteRead(SPAN + SMALL, SMALL);
-    assert.equal(await metric(registry, 'clip_readahead_spans_total'), 6);
-    origin.release();
-    assert.deepEqual(await waiting, BLOB.subarray(2 * SPAN, 2 * SPAN + SMALL));
-  });
-
   test('prefetch caches every span within its bandwidth cap and waits for on-demand reads', async () => {
     const origin = new FakeOrigin();
     const dir = join(work, 'prefetch');
