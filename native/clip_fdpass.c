@@ -57,42 +57,44 @@ static void set_send_timeout(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
 }
 
-/* listen(path): a listening socket at `path` (which must not exist), mode 0600. */
-static napi_value js_listen(napi_env env, napi_callback_info info) {
+/* A SEQPACKET socket bound to (listen) or connected to (connect) the path in argv[0]: its descriptor, or -1 with an exception. */
+static int open_socket(napi_env env, napi_callback_info info, int listening) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   struct sockaddr_un address;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || !address_of(env, argv[0], &address)) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || !address_of(env, argv[0], &address)) return -1;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  mode_t previous = umask(0077);
-  int bound = bind(fd, (struct sockaddr*)&address, sizeof address);
-  umask(previous);
-  if (bound != 0 || listen(fd, 16) != 0) {
+  if (fd < 0) {
+    throw_errno(env, "socket", errno);
+    return -1;
+  }
+  /* chmod after bind, not umask around it: umask is the whole process's, and other threads create files. */
+  int ok = listening ? bind(fd, (struct sockaddr*)&address, sizeof address) == 0 && chmod(address.sun_path, 0600) == 0 && listen(fd, 16) == 0
+                     : connect(fd, (struct sockaddr*)&address, sizeof address) == 0;
+  if (!ok) {
     int error = errno;
     close(fd);
-    return throw_errno(env, address.sun_path, error);
+    throw_errno(env, address.sun_path, error);
+    return -1;
   }
+  set_send_timeout(fd);
+  return fd;
+}
+
+/* listen(path): a listening socket at `path` (which must not exist), mode 0600. */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  napi_value result;
+  int fd = open_socket(env, info, 1);
+  if (fd < 0) return NULL;
   CHECK(env, napi_create_int32(env, fd, &result));
   return result;
 }
 
 /* connect(path): a socket connected to the listener at `path`. */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  struct sockaddr_un address;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || !address_of(env, argv[0], &address)) return NULL;
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  if (connect(fd, (struct sockaddr*)&address, sizeof address) != 0) {
-    int error = errno;
-    close(fd);
-    return throw_errno(env, address.sun_path, error);
-  }
-  set_send_timeout(fd);
+  napi_value result;
+  int fd = open_socket(env, info, 0);
+  if (fd < 0) return NULL;
   CHECK(env, napi_create_int32(env, fd, &result));
   return result;
 }
