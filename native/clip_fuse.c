@@ -872,6 +872,17 @@ static Session* unwrap_session(napi_env env, napi_value value) {
   return data;
 }
 
+/* The session a call that takes only a session names, or NULL with an exception. */
+static Session* session_argument(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, NULL, "clip_fuse: a FUSE session is expected");
+    return NULL;
+  }
+  return unwrap_session(env, argv[0]);
+}
+
 /* validate(table: Uint8Array): string | null — why the table is refused, or null. */
 static napi_value js_validate(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1127,10 +1138,7 @@ static napi_value js_reply_error(napi_env env, napi_callback_info info) {
 /* close(session): no more calls into JavaScript (later reads answer EIO); the loop ends with the
  * kernel connection, once the mount is detached and the last open file is closed. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   close_session(s);
   return NULL;
@@ -1213,10 +1221,8 @@ static napi_value js_publish(napi_env env, napi_callback_info info) {
  * unmounted. True when every loop thread ended within 2 s.
  */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  napi_value result;
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   CHECK(env, napi_get_boolean(env, clip_loop_stop(&s->loop, 2000) == 0, &result));
   return result;
@@ -1228,10 +1234,8 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
  * the kernel sent it), which a process adopting the connection gives mount().
  */
 static napi_value js_connection(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result, fd, init;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  napi_value result, fd, init;
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   CHECK(env, napi_create_object(env, &result));
   CHECK(env, napi_create_int32(env, s->loop.fd, &fd));
@@ -1256,10 +1260,8 @@ static napi_value js_connection(napi_env env, napi_callback_info info) {
 
 /* notifyResend(session): 0 when the kernel queued again every request taken but not answered, else an errno. */
 static napi_value js_notify_resend(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  napi_value result;
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   CHECK(env, napi_create_int32(env, clip_notify_resend(s->loop.fd), &result));
   return result;
@@ -1331,10 +1333,8 @@ static napi_value js_withdraw_memory(napi_env env, napi_callback_info info) {
  * (inode index, offset, length, microseconds, disk parts) per read; see LoggedRead.
  */
 static napi_value js_take_reads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], buffer, result;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  napi_value buffer, result;
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   LoggedRead taken[READ_LOG_SIZE];
   pthread_mutex_lock(&s->log_lock);
@@ -1358,10 +1358,8 @@ static napi_value js_take_reads(napi_env env, napi_callback_info info) {
 
 /* counters(session): how many requests of each kind the server answered (tests, benchmarks). */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result, value;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Session* s = argc < 1 ? NULL : unwrap_session(env, argv[0]);
+  napi_value result, value;
+  Session* s = session_argument(env, info);
   if (!s) return NULL;
   CHECK(env, napi_create_object(env, &result));
   for (int i = 0; i < C_COUNT; i++) {
