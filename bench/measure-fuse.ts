@@ -18,6 +18,7 @@ import { ArchiveReader, SectionKind } from '../src/clipcore/index.js';
 import { asImageMeta } from '../src/clipcore/image/image-meta.js';
 import { decodeLayerIndexes } from '../src/clipcore/image/layer-index-codec.js';
 import type { BenchContext } from './context.js';
+import { FLOOR_FILE, startFuseFloor } from './fuse-floor.js';
 import type { ReaderJob, ReaderOutput } from './fuse-reader.js';
 import { localSyntheticFiles, SYNTHETIC_FILES } from './images.js';
 import { mountHasDiskCache, startMount, type ClipMount } from './mount.js';
@@ -150,6 +151,17 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       output.mismatches += diskOutput.mismatches + againOutput.mismatches + warmOutput.mismatches;
       fromDisk = { once: diskOutput.once, again: againOutput.once, warm: warmOutput.once, requests: served.requests, bytes: served.bytes, files: files.length, undropped: stillResident };
     }
+    // The FUSE floor: the same reads of the big file from a minimal C server holding it in memory.
+    const onBig = pairs.flatMap((p, i) => (p.path === big.path ? [i] : []));
+    const floorMount = await startFuseFloor(bigLocal, mountPoint);
+    let floor: ReaderOutput;
+    try {
+      const floorJob: ReaderJob = { ...job, reads: onBig.map((i) => ({ ...job.reads[i]!, mounted: join(mountPoint, FLOOR_FILE) })) };
+      floor = JSON.parse((await check(process.execPath, [READER, JSON.stringify(floorJob)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
+    } finally {
+      await floorMount.stop();
+    }
+    output.mismatches += floor.mismatches;
     if (output.mismatches > 0) results.note(`FUSE random reads: ${output.mismatches} reads differed from the local copy: the figures below are suspect`);
     const clipCache = summarize(output.clipCache, 'ms');
     const pageCache = summarize(output.pageCache, 'ms');
@@ -176,6 +188,33 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       ratio: p50Ratio(burst, localBurst),
       note: `${BURST.length} reads per span of the row above, at once after its read, at ${BURST.map((b) => b / 1024).join(', ')} KiB into the span (beyond the kernel's readahead of the earlier reads); the row above reads after a ${SETTLE_MS} ms pause, so it also pays waking the server's threads`,
     });
+    const floorRow = (id: string, name: string, clip: readonly number[], floorSamples: readonly number[], note: string): void => {
+      const clipSummary = summarize(clip, 'ms');
+      const floorSummary = summarize(floorSamples, 'ms');
+      results.add({
+        id,
+        section: SECTION,
+        name,
+        clip: samples(clipSummary),
+        comparison: { label: 'the same reads from a minimal libfuse3 server in C holding the file in memory (bench/fuse-floor.c): the FUSE floor', figure: samples(floorSummary) },
+        ratio: p50Ratio(clipSummary, floorSummary),
+        note,
+      });
+    };
+    floorRow(
+      'fuse.memory-floor',
+      '4 KiB random read from clip memory after a pause, beside the FUSE floor',
+      onBig.map((i) => output.clipCache[i]!),
+      floor.clipCache,
+      `the reads of the first row in ${big.path} (${onBig.length}), each ${SETTLE_MS} ms after the one before: both servers' threads wake from idle; what remains of the floor is the kernel's round trip to a server thread and back`,
+    );
+    floorRow(
+      'fuse.memory-burst-floor',
+      '4 KiB random reads one right after another from clip memory, beside the FUSE floor',
+      onBig.flatMap((i) => output.clipBurst.slice(i * BURST.length, (i + 1) * BURST.length)),
+      floor.clipBurst,
+      `the burst reads of ${big.path}: whether the server thread runs on the reader's CPU or the other one decides most of both figures on this 2-core VM`,
+    );
     results.add({
       id: 'fuse.page-cache',
       section: SECTION,

@@ -1330,7 +1330,9 @@ static napi_value js_withdraw_memory(napi_env env, napi_callback_info info) {
 
 /*
  * takeReads(session): the reads served natively since the last call, as a Float64Array of
- * (inode index, offset, length, microseconds, disk parts) per read; see LoggedRead.
+ * (inode index, offset, length, microseconds, disk parts) per read; see LoggedRead. When it
+ * returns any, JavaScript is not told of the next ones: it must call again (it does after
+ * LOG_POLL_MS), until a call returns none.
  */
 static napi_value js_take_reads(napi_env env, napi_callback_info info) {
   napi_value buffer, result;
@@ -1341,7 +1343,8 @@ static napi_value js_take_reads(napi_env env, napi_callback_info info) {
   uint32_t n = s->log_count;
   if (n) memcpy(taken, s->log, n * sizeof *taken);
   s->log_count = 0;
-  s->log_posted = 0;
+  /* Reads were taken: JavaScript takes again shortly by itself, so later reads need not wake it. */
+  s->log_posted = n > 0;
   pthread_mutex_unlock(&s->log_lock);
   double* out;
   CHECK(env, napi_create_arraybuffer(env, n * 5 * sizeof(double), (void**)&out, &buffer));

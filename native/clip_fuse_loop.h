@@ -21,6 +21,7 @@ typedef struct {
   struct fuse_session* se;
   int fd;      /* the session's /dev/fuse descriptor (libfuse owns it) */
   int stop_fd; /* an eventfd, readable once the loop is asked to stop */
+  int epoll_fd; /* what every thread waits in: the connection (one-shot) and stop_fd */
   pthread_mutex_t lock;
   pthread_cond_t ended;
   unsigned threads, idle;

@@ -66,7 +66,8 @@ export interface ClipFuseAddon {
   /**
    * The reads served natively since the last call: (inode index, offset, length, microseconds,
    * disk parts) each, where bit i of disk parts says the read's i-th span came from the disk cache
-   * rather than memory (bit 31: that one or any later one).
+   * rather than memory (bit 31: that one or any later one). After a call that returned reads the
+   * server does not announce new ones (id -1): the caller must call again until one returns none.
    */
   takeReads(session: FuseSession): Float64Array;
   /** False when the read was already answered (or never existed). */

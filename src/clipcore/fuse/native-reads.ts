@@ -4,6 +4,11 @@ import type { ClipFuseAddon, FuseSession } from './native-fuse.js';
 
 /** Fields per read in the native server's read log (takeReads). */
 const LOGGED_FIELDS = 5;
+/**
+ * While native reads keep coming, the log is taken this often rather than at each read: being told
+ * of every read would wake this thread once per 4 KiB read (as much CPU again as serving it).
+ */
+const LOG_POLL_MS = 2;
 
 /** The native server's cache tiers, kept in step with the read path's (docs/fuse.md). */
 export interface NativeCaches {
@@ -57,31 +62,39 @@ export function serveCachesNatively(
       addon.publishDiskEntry(session, blob, span, path, header.blockBytes, header.length, header.dataOffset, header.blockDigests);
     }
   });
-  return {
-    takeLog() {
-      const log = addon.takeReads(session);
-      for (let i = 0; i + LOGGED_FIELDS <= log.length; i += LOGGED_FIELDS) {
-        const inode = log[i] as number;
-        const offset = log[i + 1] as number;
-        const length = log[i + 2] as number;
-        const seconds = (log[i + 3] as number) / 1e6;
-        const diskParts = log[i + 4] as number;
-        const location = reader.index.inode(inode).location;
-        const layout = location && layouts[location.layer];
-        const spanEnds = location && ends[location.layer];
-        if (!location || !layout || !spanEnds) continue;
-        const from = location.offset + offset;
-        const to = from + length;
-        let span = firstEndAbove(spanEnds, from);
-        for (let part = 0; span < layout.count && (part === 0 || (spanEnds[span - 1] as number) < to); span++, part++) {
-          // Bit 31 stands for the 32nd part and every later one (the server has 32 bits).
-          const tier = (diskParts >>> Math.min(part, 31)) & 1 ? 'disk' : 'memory';
-          reader.cache.noteServed(layout.ref(span), tier, seconds);
-        }
-        if (diskParts === 0) reader.noteNativeRead(inode, offset, length);
+  let poll: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const takeLog = (): void => {
+    clearTimeout(poll);
+    const log = addon.takeReads(session);
+    // The server announces no more reads until a take finds none.
+    if (log.length > 0 && !stopped) poll = setTimeout(takeLog, LOG_POLL_MS).unref();
+    for (let i = 0; i + LOGGED_FIELDS <= log.length; i += LOGGED_FIELDS) {
+      const inode = log[i] as number;
+      const offset = log[i + 1] as number;
+      const length = log[i + 2] as number;
+      const seconds = (log[i + 3] as number) / 1e6;
+      const diskParts = log[i + 4] as number;
+      const location = reader.index.inode(inode).location;
+      const layout = location && layouts[location.layer];
+      const spanEnds = location && ends[location.layer];
+      if (!location || !layout || !spanEnds) continue;
+      const from = location.offset + offset;
+      const to = from + length;
+      let span = firstEndAbove(spanEnds, from);
+      for (let part = 0; span < layout.count && (part === 0 || (spanEnds[span - 1] as number) < to); span++, part++) {
+        // Bit 31 stands for the 32nd part and every later one (the server has 32 bits).
+        const tier = (diskParts >>> Math.min(part, 31)) & 1 ? 'disk' : 'memory';
+        reader.cache.noteServed(layout.ref(span), tier, seconds);
       }
-    },
+      if (diskParts === 0) reader.noteNativeRead(inode, offset, length);
+    }
+  };
+  return {
+    takeLog,
     stop() {
+      stopped = true;
+      clearTimeout(poll);
       stopMemory();
       stopDisk();
     },
