@@ -36,6 +36,11 @@ export interface BenchContext {
   readonly text: PushedBenchImage & { readonly file: { readonly path: string; readonly localPath: string; readonly size: number } };
   /** The debian image with three more package layers (13): a fresh `clip index` of many layers. Absent without apt. */
   readonly many?: { readonly image: BenchImage; readonly ref: string };
+  /**
+   * The python image (bench/python-image.ts), pushed and indexed when `python` is measured; or why
+   * it could not be built (unavailable: no apt, no root) or what broke while building it (failed).
+   */
+  readonly python?: PushedBenchImage | { readonly unavailable: string } | { readonly failed: string };
   /** A containerd of this run, for a real runtime's pull (absent when not installed). */
   readonly containerd: Containerd | undefined;
   /** Figures one measurement leaves for another's comparison. */

@@ -2,7 +2,8 @@
  * The bench's images, built once into bench/.cache and pushed to the run's registry:
  * - debian: one gzip layer per Debian package (`apt-get download`, `dpkg-deb --fsys-tarfile`), about
  *   300 MB uncompressed and 20,000 entries; falls back to tars of local directories when apt fails;
- * - synthetic: one 512 MiB layer of large files (a 256 MiB file and four of 64 MiB).
+ * - synthetic: one 512 MiB layer of large files (a 256 MiB file and four of 64 MiB);
+ * - text and debian-many (below), and python (bench/python-image.ts, built from packageLayers here).
  * Layers are compressed with `gzip -n -6` (gzip's default level, as image builders use), so the
  * cached blob is byte for byte the blob the registry serves: the baselines run on that file.
  */
@@ -126,7 +127,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Compresses a tar stream with `gzip -n -6` into `blobPath`, recording digests next to it. */
-async function writeLayerBlob(name: string, source: string, tar: Readable, blobPath: string): Promise<CachedLayer> {
+export async function writeLayerBlob(name: string, source: string, tar: Readable, blobPath: string): Promise<CachedLayer> {
   const temporary = `${blobPath}.tmp`;
   const gzip = spawn('gzip', ['-n', '-6', '-c'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const gzipExit = new Promise<number | null>((resolve) => gzip.on('close', resolve));
@@ -152,13 +153,13 @@ async function writeLayerBlob(name: string, source: string, tar: Readable, blobP
   return layer;
 }
 
-async function cachedLayer(blobPath: string): Promise<CachedLayer | undefined> {
+export async function cachedLayer(blobPath: string): Promise<CachedLayer | undefined> {
   if (!(await exists(blobPath)) || !(await exists(`${blobPath}.json`))) return undefined;
   return JSON.parse(await readFile(`${blobPath}.json`, 'utf8')) as CachedLayer;
 }
 
 /** A command's stdout as a tar stream; a non-zero exit destroys the stream. */
-function commandStream(command: string, args: string[]): Readable {
+export function commandStream(command: string, args: string[]): Readable {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -189,7 +190,7 @@ export async function extraLayers(): Promise<CachedLayer[] | undefined> {
 }
 
 /** One layer per package (`apt-get download`, `dpkg-deb --fsys-tarfile`), or why that failed. */
-async function packageLayers(packages: readonly string[]): Promise<CachedLayer[] | { fallback: string }> {
+export async function packageLayers(packages: readonly string[]): Promise<CachedLayer[] | { fallback: string }> {
   const debDir = join(CACHE_DIR, 'debs');
   const blobDir = join(CACHE_DIR, 'blobs');
   await mkdir(debDir, { recursive: true });

@@ -19,11 +19,13 @@ import { measureIndexSize, measureIndexTime } from './measure-index.js';
 import { measureController } from './measure-controller.js';
 import { measureControllerWatch } from './measure-controller-watch.js';
 import { measureNodePlugin } from './measure-node.js';
+import { measurePython } from './measure-python.js';
 import { measureRestarts } from './measure-restart.js';
 import { measureTtfb } from './measure-ttfb.js';
 import { MEASUREMENTS, parseOptions, type Measurement } from './options.js';
 import { startProxies, type Proxies } from './proxies.js';
 import { REPO_ROOT, RESULTS_DIR } from './paths.js';
+import { pythonLayers } from './python-image.js';
 import { exec } from './proc.js';
 import { markdown, type RunDescription } from './report.js';
 import { Results } from './results.js';
@@ -124,26 +126,43 @@ try {
 
   log('indexing the images once (default settings)');
   const indexes = new Map<PushedBenchImage, CreateFromOCIImageResult>();
-  const indexed = async (image: BenchImage, digest: string, name: string): Promise<PushedBenchImage> => {
+  // Every index, for the run's description; `indexes` only those whose size section 2 reports.
+  const allIndexes = new Map<PushedBenchImage, CreateFromOCIImageResult>();
+  const indexed = async (image: BenchImage, digest: string, name: string, sized = true): Promise<PushedBenchImage> => {
     const ref = `${(proxies as Proxies).host}/${image.repo}:${image.tag}`;
     const clipPath = join(workDir, `${name}.clip`);
     const result = await createFromOCIImage({ imageRef: ref, outputPath: clipPath });
     const pushed: PushedBenchImage = { image, ref, digest, clipPath };
-    indexes.set(pushed, result);
+    allIndexes.set(pushed, result);
+    if (sized) indexes.set(pushed, result);
     return pushed;
   };
   const debianPushed = await indexed(debianImage, debianDigest, 'debian');
   const syntheticPushed = await indexed(syntheticImage, syntheticDigest, 'synthetic');
   // The same object as the index map's key, with the text file's details added.
   const textPushed = Object.assign(await indexed(textImage, textDigest, 'text'), { file: { path: TEXT_FILE, localPath: text.localPath, size: text.size } });
+  // The python image only when measured: its last layer is built by running its interpreter in a chroot.
+  let python: BenchContext['python'];
+  if (options.only.has('python')) {
+    try {
+      const built = await pythonLayers(workDir);
+      if ('unavailable' in built) python = built;
+      else {
+        const pythonImage: BenchImage = { repo: 'bench/python', tag: 'v1', layers: built.layers, description: `Debian packages ${packageVersions(built.layers.slice(0, -1))}, and the alternatives and byte code their maintainer scripts write` };
+        python = await indexed(pythonImage, await pushCachedImage(endpoint, pythonImage), 'python', false);
+      }
+    } catch (err) {
+      python = { failed: `building, pushing or indexing the python image: ${(err as Error).stack ?? String(err)}` };
+    }
+  }
 
   if (options.only.has('ttfb') || options.only.has('node')) {
     const started = await startContainerd(join(workDir, 'containerd'));
     if ('unavailable' in started) results.note(`no containerd pull to compare with: ${started.unavailable}`);
     else containerd = started;
   }
-  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, text: textPushed, ...(manyImage && { many: { image: manyImage, ref: `${proxies.host}/${manyImage.repo}:${manyImage.tag}` } }), containerd, shared: { fullPulls: [] } };
-  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', fusetree: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
+  const ctx: BenchContext = { options, results, workDir, registry, proxies, debian: debianPushed, layerImages, synthetic: syntheticPushed, text: textPushed, ...(manyImage && { many: { image: manyImage, ref: `${proxies.host}/${manyImage.repo}:${manyImage.tag}` } }), ...(python && { python }), containerd, shared: { fullPulls: [] } };
+  const sectionOf: Record<Measurement, string> = { index: '1. Index time', size: '2. Index size', ttfb: '3. Time to first byte', fuse: '4. Reads through FUSE', fusetree: '4. Reads through FUSE', python: '4. Reads through FUSE', node: '5. Node plugin', controller: '6. Controller' };
   const steps: Array<[Measurement, string, () => Promise<void>]> = [
     ['index', '1. index time', () => measureIndexTime(ctx)],
     ['size', '2. index size', () => measureIndexSize(ctx, indexes)],
@@ -153,6 +172,7 @@ try {
       await measureColdReads(ctx);
     }],
     ['fusetree', '4b. whole-tree metadata and concurrent cold reads through FUSE', () => measureFuseTree(ctx)],
+    ['python', '4c. a Python interpreter from the image importing numpy, warm', () => measurePython(ctx)],
     ['node', '5. node plugin', () => measureNodePlugin(ctx)],
     ['node', '5b. node plugin restarts under a running reader', () => measureRestarts(ctx)],
     ['controller', '6. controller', () => measureController(ctx)],
@@ -174,7 +194,7 @@ try {
   machine.loadEnd = loadavg()[0] ?? 0;
   const load = summarize(loadSamples, '');
   const describe = (p: PushedBenchImage): string => {
-    const r = indexes.get(p) as CreateFromOCIImageResult;
+    const r = allIndexes.get(p) as CreateFromOCIImageResult;
     return `${p.image.repo.split('/').pop()}: ${p.image.layers.length} gzip layer(s) (gzip -n -6), ${formatBytes(r.compressedImageBytes)} compressed, ${formatBytes(r.uncompressedImageBytes)} uncompressed, ${r.files} files, ${r.entries} entries; ${p.image.description}`;
   };
   const args = process.argv.slice(2);
@@ -188,7 +208,7 @@ try {
     network: options.slow
       ? `loopback; clients → counting proxy → throttling proxy (+${options.latencyMs} ms per request, ${options.mbitPerSecond} Mbit/s shared by all responses) → docker-registry`
       : 'loopback; clients → counting proxy → docker-registry (no added latency or bandwidth limit)',
-    images: [describe(debianPushed), describe(syntheticPushed), describe(textPushed)],
+    images: [describe(debianPushed), describe(syntheticPushed), describe(textPushed), ...(python && 'clipPath' in python ? [describe(python)] : [])],
     seconds: msSince(started) / 1000,
   };
   const table = markdown(run, results);

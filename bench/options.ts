@@ -1,6 +1,6 @@
 /** Command line of `npm run bench -- [flags]`. */
 
-export const MEASUREMENTS = ['index', 'size', 'ttfb', 'fuse', 'fusetree', 'node', 'controller'] as const;
+export const MEASUREMENTS = ['index', 'size', 'ttfb', 'fuse', 'fusetree', 'python', 'node', 'controller'] as const;
 export type Measurement = (typeof MEASUREMENTS)[number];
 
 export interface BenchOptions {
@@ -19,13 +19,14 @@ export interface BenchOptions {
   readonly seed: number;
 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--slow] [--only index,size,ttfb,fuse,fusetree,node,controller] [--runs N] [--files N] [--random-reads N]
+export const USAGE = `usage: npm run bench -- [--quick] [--slow] [--only index,size,ttfb,fuse,fusetree,python,node,controller] [--runs N] [--files N] [--random-reads N]
   --quick          a few-minute run: 2 runs of each expensive measurement, 3 of the layers indexed alone,
                    1 and 4 layers at once, 50 files, 50 random reads, small images for the node plugin
   --slow           put a throttling proxy (20 ms per request, 200 Mbit/s shared) between clients and the registry
   --latency-ms N   --slow latency per request (default 20)
   --mbit N         --slow bandwidth in Mbit/s (default 200)
-  --only LIST      run only these measurements (setup always pushes and indexes both images once)
+  --only LIST      run only these measurements (setup always pushes and indexes the debian, synthetic and text
+                   images once; the python image only for python)
   --runs N         repetitions of index runs, full pulls, cold starts and sequential reads (default 3; --quick 2)
   --files N        random files for time to first byte (default 200; --quick 50)
   --random-reads N spans sampled by the FUSE 4 KiB random reads (default 200; --quick 50)
