@@ -646,6 +646,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   }
   s->refs++;
   count(s, C_READ_JS);
+  clip_loop_handed_off();
   napi_status status = napi_call_threadsafe_function(s->tsfn, (void*)(uintptr_t)id, napi_tsfn_nonblocking);
   if (status != napi_ok) {
     slot_release(s, slot_find(s, id));

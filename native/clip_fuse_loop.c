@@ -16,6 +16,8 @@
 /* Threads per connection at most: requests are answered without blocking (reads that need a
  * fetch are handed to JavaScript), so a few threads keep up; more serve parallel disk reads. */
 #define MAX_THREADS 16
+/* How long a thread that answered a request polls for the next one (spin_for_request). */
+#define SPIN_MICROS 50
 /* libfuse's own buffer size: the kernel refuses reads into a buffer smaller than max_write + header. */
 #define BUFFER_BYTES ((256u << 12) + 4096u)
 /* Not in Debian bookworm's linux/fuse.h (7.38); the kernel's uapi header of 6.9 (7.40). */
@@ -108,8 +110,51 @@ static void rearm(ClipLoop* loop) {
   epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, loop->fd, &request);
 }
 
+/* Whether the request this thread is processing was handed elsewhere rather than answered. */
+static __thread int handed_off;
+
+void clip_loop_handed_off(void) { handed_off = 1; }
+
+/* The one thread of the process polling for requests, if any (see spin_for_request). */
+static int spinning;
+
+static int64_t elapsed_micros(const struct timespec* since) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 + (now.tv_nsec - since->tv_nsec) / 1000;
+}
+
+/*
+ * After answering a request, a thread polls the descriptor for SPIN_MICROS before it sleeps, one
+ * thread in the process at a time: a client that asks one thing after another (find, a 4 KiB
+ * random reader, an interpreter opening its modules) then finds a thread running, and the kernel
+ * need not wake one on another CPU, which on a virtual machine costs more than answering (docs/fuse.md).
+ * Not after a read handed to JavaScript: that client waits for a fetch, not for us. The epoll set
+ * stays armed, so a thread asleep still takes any request the poller does not get to first.
+ * Returns the request's length, or 0 when none came (or the loop is stopping).
+ */
+static ssize_t spin_for_request(ClipLoop* loop, unsigned char* buf) {
+  int expected = 0;
+  if (!__atomic_compare_exchange_n(&spinning, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 0;
+  struct timespec started;
+  clock_gettime(CLOCK_MONOTONIC, &started);
+  ssize_t n = 0;
+  while (!__atomic_load_n(&loop->stopping, __ATOMIC_ACQUIRE)) {
+    n = read(loop->fd, buf, BUFFER_BYTES);
+    if (n > 0) break;
+    n = 0;
+    if ((errno != EAGAIN && errno != ENOENT && errno != EINTR) || elapsed_micros(&started) > SPIN_MICROS) break;
+  }
+  __atomic_store_n(&spinning, 0, __ATOMIC_RELEASE);
+  return n;
+}
+
 /* The next request into `buf`: its length, 0 when the loop is to end, or -errno. */
-static ssize_t next_request(ClipLoop* loop, unsigned char* buf) {
+static ssize_t next_request(ClipLoop* loop, unsigned char* buf, int answered) {
+  if (answered) {
+    ssize_t n = spin_for_request(loop, buf);
+    if (n > 0) return n;
+  }
   for (;;) {
     struct epoll_event events[2];
     int ready = epoll_wait(loop->epoll_fd, events, 2, -1);
@@ -159,8 +204,8 @@ static int spawn(ClipLoop* loop) {
 static void* loop_thread(void* arg) {
   ClipLoop* loop = arg;
   unsigned char* buf = malloc(BUFFER_BYTES);
-  for (;;) {
-    ssize_t n = buf ? next_request(loop, buf) : 0;
+  for (int answered = 0;;) {
+    ssize_t n = buf ? next_request(loop, buf, answered) : 0;
     if (n <= 0) break;
     pthread_mutex_lock(&loop->lock);
     /* Every thread busy: one more waits for the next request (new threads inherit the blocked signals). */
@@ -172,7 +217,9 @@ static void* loop_thread(void* arg) {
       if (header.opcode == FUSE_INIT) keep_init(loop, buf, (size_t)n);
     }
     struct fuse_buf request = {.size = (size_t)n, .mem = buf};
+    handed_off = 0;
     fuse_session_process_buf(loop->se, &request);
+    answered = !handed_off;
     pthread_mutex_lock(&loop->lock);
     loop->idle++;
     pthread_mutex_unlock(&loop->lock);
@@ -201,7 +248,7 @@ int clip_loop_start(ClipLoop* loop) {
 unsigned clip_loop_stop(ClipLoop* loop, int wait_ms) {
   pthread_mutex_lock(&loop->lock);
   if (!loop->stopping) {
-    loop->stopping = 1;
+    __atomic_store_n(&loop->stopping, 1, __ATOMIC_RELEASE);
     uint64_t one = 1;
     if (write(loop->stop_fd, &one, sizeof one) < 0) { /* the eventfd cannot overflow at 1 */
     }

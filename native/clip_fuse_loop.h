@@ -52,6 +52,12 @@ int clip_loop_start(ClipLoop* loop);
  */
 unsigned clip_loop_stop(ClipLoop* loop, int wait_ms);
 
+/*
+ * Called by a request handler on a loop thread when it handed the request elsewhere (a read
+ * parked for JavaScript) instead of answering it: the thread then does not poll for the next one.
+ */
+void clip_loop_handed_off(void);
+
 /* Frees what clip_loop_init made (after the last thread ended). */
 void clip_loop_destroy(ClipLoop* loop);
 
