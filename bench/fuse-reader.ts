@@ -14,6 +14,10 @@
  *
  * `once` reads: a single timed 4 KiB read per entry, one after another (the disk-cache row: a fresh
  * mount whose memory cache is empty, at offsets no earlier read touched), each compared with the local file.
+ *
+ * `run`: last, these offsets from every `a`, all of them in one shuffled sequence read one right
+ * after another with nothing between (a steady random reader of spans in clip's memory), then the
+ * same sequence from the local files (their pages dropped), then each pair compared.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
@@ -24,6 +28,7 @@ export interface ReaderJob {
   readonly settleMs: number;
   readonly once?: ReadonlyArray<{ readonly mounted: string; readonly local: string; readonly at: number }>;
   readonly burst?: readonly number[];
+  readonly run?: readonly number[];
 }
 
 export interface ReaderOutput {
@@ -35,6 +40,8 @@ export interface ReaderOutput {
   once: number[];
   clipBurst: number[];
   localBurst: number[];
+  clipRun: number[];
+  localRun: number[];
   mismatches: number;
 }
 
@@ -58,7 +65,7 @@ const timed = (file: number, target: Buffer, position: number): number => {
   return ms;
 };
 const pause = new Int32Array(new SharedArrayBuffer(4));
-const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], once: [], clipBurst: [], localBurst: [], mismatches: 0 };
+const out: ReaderOutput = { coldSpan: [], clipCache: [], pageCache: [], localCold: [], localWarm: [], once: [], clipBurst: [], localBurst: [], clipRun: [], localRun: [], mismatches: 0 };
 for (const read of job.reads) {
   const mounted = fd(read.mounted);
   const local = fd(read.local);
@@ -80,6 +87,23 @@ for (const read of job.once ?? []) {
   out.once.push(timed(fd(read.mounted), buffer, read.at));
   readSync(fd(read.local), other, 0, other.length, read.at);
   if (!buffer.equals(other)) out.mismatches++;
+}
+if (job.run && job.run.length > 0) {
+  const reads = job.reads.flatMap((read) => (job.run ?? []).map((offset) => ({ mounted: fd(read.mounted), local: fd(read.local), at: read.a + offset })));
+  // A fixed shuffle (Fisher-Yates with a small LCG): the same sequence in every run.
+  let seed = 12345;
+  for (let i = reads.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [reads[i], reads[j]] = [reads[j]!, reads[i]!];
+  }
+  for (const read of reads) out.clipRun.push(timed(read.mounted, buffer, read.at));
+  for (const read of reads) out.localRun.push(timed(read.local, other, read.at));
+  for (const read of reads) {
+    readSync(read.mounted, buffer, 0, buffer.length, read.at);
+    readSync(read.local, other, 0, other.length, read.at);
+    if (!buffer.equals(other)) out.mismatches++;
+  }
 }
 for (const value of fds.values()) closeSync(value);
 process.stdout.write(JSON.stringify(out));

@@ -40,6 +40,8 @@ const FRESH = MiB / 2;
 const FRESH_AGAIN = MiB / 4;
 /** Further reads of each span right after its memory read, 128 KiB apart (beyond the kernel's readahead of the earlier ones). */
 const BURST = [640, 768, 896].map((kib) => kib * 1024);
+/** Offsets of the steady random reader, last: 128 KiB apart and from every earlier read of the mount. */
+const RUN = [256, 384, 512].map((kib) => kib * 1024);
 /** The disk-cache read with the cache files' pages in the host's page cache: 128 KiB from every earlier read. */
 const FRESH_WARM = (3 * MiB) / 8;
 
@@ -113,6 +115,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       bytes: PAGE,
       settleMs: SETTLE_MS,
       burst: BURST,
+      run: RUN,
       reads: pairs.map((p) => ({ mounted: join(mountPoint, p.path), local: locals.get(p.path) as string, a: p.a, b: p.b })),
     };
     const output = JSON.parse((await check(process.execPath, [READER, JSON.stringify(job)], { timeoutMs: 900_000 })).stdout) as ReaderOutput;
@@ -214,6 +217,24 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
       onBig.flatMap((i) => output.clipBurst.slice(i * BURST.length, (i + 1) * BURST.length)),
       floor.clipBurst,
       `the burst reads of ${big.path}: whether the server thread runs on the reader's CPU or the other one decides most of both figures on this 2-core VM`,
+    );
+    const run = summarize(output.clipRun, 'ms');
+    const localRun = summarize(output.localRun, 'ms');
+    results.add({
+      id: 'fuse.memory-run',
+      section: SECTION,
+      name: '4 KiB random reads by a steady random reader, spans in clip memory (pages not in page cache)',
+      clip: samples(run),
+      comparison: { label: 'local file, the same reads in the same order, page cache dropped', figure: samples(localRun) },
+      ratio: p50Ratio(run, localRun),
+      note: `last, ${RUN.length} reads per span of the first row (${output.clipRun.length} in all), at ${RUN.map((b) => b / 1024).join(', ')} KiB into each, in one shuffled sequence with nothing between them: a random reader (a database file, model weights) going at full speed`,
+    });
+    floorRow(
+      'fuse.memory-run-floor',
+      '4 KiB random reads by a steady random reader from clip memory, beside the FUSE floor',
+      output.clipRun,
+      floor.clipRun,
+      `clip: the reads of the row above (every span of the first row); the floor: the same offsets of the spans in ${big.path} (${floor.clipRun.length}), shuffled the same way`,
     );
     results.add({
       id: 'fuse.page-cache',

@@ -17,7 +17,7 @@ import { startIndexer, type Indexer } from './indexer.js';
 import type { BenchOptions } from './options.js';
 import { startShellTimer, type ShellTimer } from './shell-timer.js';
 import { CLIP_BIN } from './proc.js';
-import { pairedRatio, samples, value } from './results.js';
+import { paired, pairedRatio, samples, value } from './results.js';
 import { formatBytes, num, summarize } from './stats.js';
 
 const INDEX = '1. Index time';
@@ -98,21 +98,6 @@ function runsFor(runs: number, warmUpMs: number): number {
  */
 function freshRuns(options: BenchOptions): number {
   return options.quick ? options.runs : Math.max(options.runs, 7);
-}
-
-/** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
-async function paired(runs: number, clip: () => Promise<number>, baseline: () => Promise<number>): Promise<{ clip: number[]; baseline: number[] }> {
-  const out = { clip: [] as number[], baseline: [] as number[] };
-  for (let run = 0; run < runs; run++) {
-    if (run % 2 === 0) {
-      out.clip.push(await clip());
-      out.baseline.push(await baseline());
-    } else {
-      out.baseline.push(await baseline());
-      out.clip.push(await clip());
-    }
-  }
-  return out;
 }
 
 const seconds = (ms: number): number => ms / 1000;

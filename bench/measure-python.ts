@@ -16,7 +16,7 @@ import type { BenchContext, PushedBenchImage } from './context.js';
 import { startMount, type ClipMount } from './mount.js';
 import { check } from './proc.js';
 import { PYTHON } from './python-image.js';
-import { pairedRatio, samples } from './results.js';
+import { paired, pairedRatio, samples } from './results.js';
 import { startShellTimer, type ShellTimer } from './shell-timer.js';
 import { formatBytes, summarize } from './stats.js';
 
@@ -47,21 +47,6 @@ async function firstRun(root: string): Promise<ImportSources> {
 }
 
 const describeSources = (s: ImportSources): string => `${s.byteCode} modules from byte code, ${s.compiled} compiled from source, ${s.extensions} extension modules`;
-
-/** Runs `clip` and `local` once each per pair, alternating which goes first. */
-async function pairs(n: number, clip: () => Promise<number>, local: () => Promise<number>): Promise<{ clip: number[]; local: number[] }> {
-  const out = { clip: [] as number[], local: [] as number[] };
-  for (let i = 0; i < n; i++) {
-    if (i % 2 === 0) {
-      out.clip.push(await clip());
-      out.local.push(await local());
-    } else {
-      out.local.push(await local());
-      out.clip.push(await clip());
-    }
-  }
-  return out;
-}
 
 export async function measurePython(ctx: BenchContext): Promise<void> {
   const python = ctx.python;
@@ -105,7 +90,7 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
         ? `both sides: ${describeSources(clipSources)}`
         : `clip: ${describeSources(clipSources)}; local: ${describeSources(localSources)} — the sides differ, the figures are suspect`;
     await proxies.reset();
-    const warm = await pairs(n, clipRun, localRun);
+    const warm = await paired(n, clipRun, localRun);
     const warmServed = await proxies.stats();
     const rss = await mount.rss();
     results.add({
@@ -113,8 +98,8 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
       section: SECTION,
       name: `${NAME}, warm`,
       clip: seconds(warm.clip),
-      comparison: { label: 'the same layers unpacked on local disk, warm', figure: seconds(warm.local) },
-      ratio: pairedRatio(warm.clip, warm.local),
+      comparison: { label: 'the same layers unpacked on local disk, warm', figure: seconds(warm.baseline) },
+      ratio: pairedRatio(warm.clip, warm.baseline),
       note:
         `issue 16's target ≤ 1.2× local; \`chroot <root> ${PYTHON} -B -c '${SCRIPT}'\` (PYTHONDONTWRITEBYTECODE=1); one \`clip mount\` with a fresh --cache-dir, one untimed run on each side first ` +
         `(it fetched ${formatBytes(filled.bytes)} in ${filled.requests} registry requests), then paired runs in alternating order; registry during the timed runs: ${warmServed.requests} requests; ` +
@@ -129,15 +114,15 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
       return clipRun();
     };
     await proxies.reset();
-    const restarted = await pairs(n, fresh, localRun);
+    const restarted = await paired(n, fresh, localRun);
     const freshServed = await proxies.stats();
     results.add({
       id: 'fuse.python-import-fresh',
       section: SECTION,
       name: `${NAME}, fresh \`clip mount\` process on a warm --cache-dir`,
       clip: seconds(restarted.clip),
-      comparison: { label: 'the same layers unpacked on local disk, warm', figure: seconds(restarted.local) },
-      ratio: pairedRatio(restarted.clip, restarted.local),
+      comparison: { label: 'the same layers unpacked on local disk, warm', figure: seconds(restarted.baseline) },
+      ratio: pairedRatio(restarted.clip, restarted.baseline),
       note:
         `the same command, each clip run the first on a new \`clip mount\` (started untimed) of the --cache-dir the row above filled: clip's memory cache, the mount's page cache and its dentries are empty, ` +
         `the data comes from the disk cache (whose files the host's page cache likely holds); the local tree stays warm (page cache, dentries), so the ratio is what a restarted node plugin pays over a warm local disk; ` +

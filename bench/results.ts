@@ -72,6 +72,21 @@ export function formatFigure(figure: Figure): string {
   return figure.text ?? `${num(figure.value)} ${figure.unit}`;
 }
 
+/** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
+export async function paired(runs: number, clip: () => Promise<number>, baseline: () => Promise<number>): Promise<{ clip: number[]; baseline: number[] }> {
+  const out = { clip: [] as number[], baseline: [] as number[] };
+  for (let run = 0; run < runs; run++) {
+    if (run % 2 === 0) {
+      out.clip.push(await clip());
+      out.baseline.push(await baseline());
+    } else {
+      out.baseline.push(await baseline());
+      out.clip.push(await clip());
+    }
+  }
+  return out;
+}
+
 /**
  * Ratio of paired runs (clip_i ÷ comparison_i, each pair run back to back): the true median of
  * the ratios (with an even n, the mean of the two middle ones), their range and n.
