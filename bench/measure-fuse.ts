@@ -171,80 +171,60 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     const localCold = summarize(output.localCold, 'ms');
     const localWarm = summarize(output.localWarm, 'ms');
     const coldSpan = summarize(output.coldSpan, 'ms');
+    /** A row of clip's 4 KiB reads beside other reads (p50 ÷ p50). */
+    const beside = (id: string, name: string, clip: Summary, label: string, comparison: Summary, note: string): void =>
+      results.add({ id, section: SECTION, name, clip: samples(clip), comparison: { label, figure: samples(comparison) }, ratio: p50Ratio(clip, comparison), note });
     /** A row of 4 KiB reads compared with the same reads of the local file, its pages dropped. */
-    const againstLocalCold = (id: string, name: string, clip: Summary, note: string): void =>
-      results.add({ id, section: SECTION, name, clip: samples(clip), comparison: { label: 'local file, page cache dropped', figure: samples(localCold) }, ratio: p50Ratio(clip, localCold), note });
+    const againstLocalCold = (id: string, name: string, clip: Summary, note: string): void => beside(id, name, clip, 'local file, page cache dropped', localCold, note);
     againstLocalCold(
       'fuse.memory',
       '4 KiB random read, span already in clip memory (page not in page cache)',
       clipCache,
       `${pairs.length} spans of the synthetic image, one read each, ${SETTLE_MS} ms after the cold read of the span; served by the native FUSE server from clip's memory tier (the span published to it)`,
     );
-    const burst = summarize(output.clipBurst, 'ms');
-    const localBurst = summarize(output.localBurst, 'ms');
-    results.add({
-      id: 'fuse.memory-burst',
-      section: SECTION,
-      name: '4 KiB random reads one right after another, span already in clip memory (page not in page cache)',
-      clip: samples(burst),
-      comparison: { label: 'local file, the same reads, page cache dropped', figure: samples(localBurst) },
-      ratio: p50Ratio(burst, localBurst),
-      note: `${BURST.length} reads per span of the row above, at once after its read, at ${BURST.map((b) => b / 1024).join(', ')} KiB into the span (beyond the kernel's readahead of the earlier reads); the row above reads after a ${SETTLE_MS} ms pause, so it also pays waking the server's threads`,
-    });
-    const floorRow = (id: string, name: string, clip: readonly number[], floorSamples: readonly number[], note: string): void => {
-      const clipSummary = summarize(clip, 'ms');
-      const floorSummary = summarize(floorSamples, 'ms');
-      results.add({
-        id,
-        section: SECTION,
-        name,
-        clip: samples(clipSummary),
-        comparison: { label: 'the same reads from a minimal libfuse3 server in C holding the file in memory (bench/fuse-floor.c): the FUSE floor', figure: samples(floorSummary) },
-        ratio: p50Ratio(clipSummary, floorSummary),
-        note,
-      });
-    };
-    floorRow(
+    const floorLabel = 'the same reads from a minimal libfuse3 server in C holding the file in memory (bench/fuse-floor.c): the FUSE floor';
+    beside(
+      'fuse.memory-burst',
+      '4 KiB random reads one right after another, span already in clip memory (page not in page cache)',
+      summarize(output.clipBurst, 'ms'),
+      'local file, the same reads, page cache dropped',
+      summarize(output.localBurst, 'ms'),
+      `${BURST.length} reads per span of the row above, at once after its read, at ${BURST.map((b) => b / 1024).join(', ')} KiB into the span (beyond the kernel's readahead of the earlier reads); the row above reads after a ${SETTLE_MS} ms pause, so it also pays waking the server's threads`,
+    );
+    beside(
       'fuse.memory-floor',
       '4 KiB random read from clip memory after a pause, beside the FUSE floor',
-      onBig.map((i) => output.clipCache[i]!),
-      floor.clipCache,
+      summarize(onBig.map((i) => output.clipCache[i] as number), 'ms'),
+      floorLabel,
+      summarize(floor.clipCache, 'ms'),
       `the reads of the first row in ${big.path} (${onBig.length}), each ${SETTLE_MS} ms after the one before: both servers' threads wake from idle; what remains of the floor is the kernel's round trip to a server thread and back`,
     );
-    floorRow(
+    beside(
       'fuse.memory-burst-floor',
       '4 KiB random reads one right after another from clip memory, beside the FUSE floor',
-      onBig.flatMap((i) => output.clipBurst.slice(i * BURST.length, (i + 1) * BURST.length)),
-      floor.clipBurst,
+      summarize(onBig.flatMap((i) => output.clipBurst.slice(i * BURST.length, (i + 1) * BURST.length)), 'ms'),
+      floorLabel,
+      summarize(floor.clipBurst, 'ms'),
       `the burst reads of ${big.path}: whether the server thread runs on the reader's CPU or the other one decides most of both figures on this 2-core VM`,
     );
     const run = summarize(output.clipRun, 'ms');
-    const localRun = summarize(output.localRun, 'ms');
-    results.add({
-      id: 'fuse.memory-run',
-      section: SECTION,
-      name: '4 KiB random reads by a steady random reader, spans in clip memory (pages not in page cache)',
-      clip: samples(run),
-      comparison: { label: 'local file, the same reads in the same order, page cache dropped', figure: samples(localRun) },
-      ratio: p50Ratio(run, localRun),
-      note: `last, ${RUN.length} reads per span of the first row (${output.clipRun.length} in all), at ${RUN.map((b) => b / 1024).join(', ')} KiB into each, in one shuffled sequence with nothing between them: a random reader (a database file, model weights) going at full speed`,
-    });
-    floorRow(
+    beside(
+      'fuse.memory-run',
+      '4 KiB random reads by a steady random reader, spans in clip memory (pages not in page cache)',
+      run,
+      'local file, the same reads in the same order, page cache dropped',
+      summarize(output.localRun, 'ms'),
+      `last, ${RUN.length} reads per span of the first row (${output.clipRun.length} in all), at ${RUN.map((b) => b / 1024).join(', ')} KiB into each, in one shuffled sequence with nothing between them: a random reader (a database file, model weights) going at full speed`,
+    );
+    beside(
       'fuse.memory-run-floor',
       '4 KiB random reads by a steady random reader from clip memory, beside the FUSE floor',
-      output.clipRun,
-      floor.clipRun,
+      run,
+      floorLabel,
+      summarize(floor.clipRun, 'ms'),
       `clip: the reads of the row above (every span of the first row); the floor: the same offsets of the spans in ${big.path} (${floor.clipRun.length}), shuffled the same way`,
     );
-    results.add({
-      id: 'fuse.page-cache',
-      section: SECTION,
-      name: '4 KiB random read repeated (page cache)',
-      clip: samples(pageCache),
-      comparison: { label: 'local file, repeated', figure: samples(localWarm) },
-      ratio: p50Ratio(pageCache, localWarm),
-      note: 'files are opened with FOPEN_KEEP_CACHE: repeated reads never reach clip',
-    });
+    beside('fuse.page-cache', '4 KiB random read repeated (page cache)', pageCache, 'local file, repeated', localWarm, 'files are opened with FOPEN_KEEP_CACHE: repeated reads never reach clip');
     againstLocalCold('fuse.cold', '4 KiB random read, cold span (fetch compressed span + window, inflate ≤2 MiB)', coldSpan, `clip mount resident memory after the random reads: ${formatBytes(rss)}`);
     if (fromDisk) {
       againstLocalCold(
