@@ -9,6 +9,12 @@
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {
+      "target_name": "clip_digest",
+      "sources": ["clip_digest.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "<@(asan_flags)"],
+      "ldflags": ["<@(asan_flags)"]
+    },
+    {
       "target_name": "clip_memory",
       "sources": ["clip_memory.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]

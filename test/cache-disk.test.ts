@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { DiskCache } from '../src/clipcore/cache/disk-cache.js';
-import { blockDigestsOf, DEFAULT_BLOCK_BYTES as BLOCK, sha256 } from '../src/clipcore/cache/disk-entry.js';
+import { blockDigestsOf, blockDigestsOffThread, DEFAULT_BLOCK_BYTES as BLOCK, sha256 } from '../src/clipcore/cache/disk-entry.js';
 import { ClipMetrics } from '../src/clipcore/metrics/clip-metrics.js';
 import type { ClipLogger } from '../src/clipcore/metrics/logger.js';
 import { entryContent, keyOf } from './helpers/cache-writer.js';
@@ -354,6 +354,24 @@ describe('DiskCache', () => {
     const view = bytes.subarray(1000, 1000 + 3 * BLOCK + 7);
     assert.deepEqual(sha256(view), createHash('sha256').update(view).digest());
     assert.deepEqual(sha256('clé/1'), createHash('sha256').update('clé/1', 'utf8').digest());
+  });
+
+  test('block digests (native/clip_digest.c) are the sha256 of each block, on this thread or off it; bad arguments throw', async () => {
+    const bytes = entryContent(16, 2);
+    const byCrypto = (data: Uint8Array, block: number): Buffer => {
+      const out: Buffer[] = [];
+      for (let at = 0; at < data.length; at += block) out.push(createHash('sha256').update(data.subarray(at, at + block)).digest());
+      return Buffer.concat(out);
+    };
+    for (const length of [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 17, bytes.length]) {
+      const view = bytes.subarray(3, 3 + Math.min(length, bytes.length - 3));
+      for (const block of [BLOCK, 4 * BLOCK]) {
+        assert.deepEqual(blockDigestsOf(view, block), byCrypto(view, block), `${view.length} bytes, ${block}-byte blocks`);
+        assert.deepEqual(await blockDigestsOffThread(view, block), byCrypto(view, block), `${view.length} bytes, ${block}-byte blocks, off thread`);
+      }
+    }
+    assert.throws(() => blockDigestsOf(bytes, 0), /blockBytes must be a positive integer/);
+    await assert.rejects(blockDigestsOffThread(bytes, -1), /blockBytes must be a positive integer/);
   });
 
   test('a lock left by a dead process is broken', async () => {

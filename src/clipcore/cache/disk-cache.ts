@@ -11,6 +11,7 @@ import { closeSoon, fstatDescriptor, openForReading, preadFully } from './descri
 import {
   DEFAULT_BLOCK_BYTES,
   dataOffsetFor,
+  blockDigestsOffThread,
   encodeEntryHeader,
   headerProbeBytes,
   MAX_ENTRY_CONTENT,
@@ -260,8 +261,8 @@ export class DiskCache implements ContentCache {
     } catch {
       // absent: write it
     }
-    const given = blockDigests?.blockBytes === this.blockBytes ? blockDigests.digests : undefined;
-    const header = encodeEntryHeader(sha256(key), content, this.blockBytes, given);
+    const given = blockDigests?.blockBytes === this.blockBytes && blockDigests.digests.length === 32 * Math.ceil(content.length / this.blockBytes) ? blockDigests.digests : undefined;
+    const header = encodeEntryHeader(sha256(key), content, this.blockBytes, given ?? (await blockDigestsOffThread(content, this.blockBytes)));
     let reservation: { temp: string; handle: FileHandle } | undefined;
     try {
       const locked = await this.lock.run(() => this.reserve(key, size));
