@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { closeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir, link } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,9 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createArchive, mountArchive, type MountHandle } from '../src/clipcore/index.js';
+import { createArchive, mountArchive, openFuseMount, type MountHandle } from '../src/clipcore/index.js';
+import { forceUnmount, isMountPoint, readMountTable } from '../src/clipcore/fuse/mount-table.js';
 import { fuseMountsUnder, unmountAllUnder } from './helpers/mounts.js';
-import { run } from './helpers/processes.js';
+import { run, startClipMount } from './helpers/processes.js';
 
 /**
  * mountArchive in this process. Every access to the mount goes through child processes started
@@ -90,6 +92,59 @@ describe('mountArchive', () => {
       gc();
     }
     assert.equal(reader.deref(), undefined, 'the archive is still reachable after its unmount');
+  });
+
+  test('a mount point holding a mount is refused, untouched, unless it is a FUSE mount whose server is gone', async () => {
+    const mountPoint = join(work, 'taken');
+    const first = await mountArchive({ archive, mountPoint });
+    await first.start();
+    try {
+      const second = await mountArchive({ archive, mountPoint });
+      await assert.rejects(second.start(), { code: 'MOUNT_FAILED', message: /is already a mount \(fuse\.clip\): a FUSE server answers there/ });
+      await second.unmount();
+      assert.equal((await run('cat', [join(mountPoint, 'dir/small')])).stdout, 'small file\n', 'the live mount still serves');
+    } finally {
+      await first.unmount();
+    }
+
+    // The server gone (its process killed after serving): cleared and mounted over.
+    const killed = await startClipMount(archive, mountPoint);
+    assert.equal((await run('cat', [join(mountPoint, 'dir/small')])).stdout, 'small file\n');
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    assert.match((await run('cat', [join(mountPoint, 'dir/small')])).stderr, /not connected/);
+    const again = await mountArchive({ archive, mountPoint });
+    await again.start();
+    assert.equal((await run('cat', [join(mountPoint, 'dir/small')])).stdout, 'small file\n');
+    await again.unmount();
+
+    // Not FUSE at all: never unmounted by clip.
+    const tmpfs = join(work, 'tmpfs');
+    await mkdir(tmpfs);
+    assert.equal((await run('mount', ['-t', 'tmpfs', 'none', tmpfs])).code, 0);
+    try {
+      const over = await mountArchive({ archive, mountPoint: tmpfs });
+      await assert.rejects(over.start(), { code: 'MOUNT_FAILED', message: /is already a mount \(tmpfs\): clip mounts only over a FUSE mount whose server is gone/ });
+      await over.unmount();
+      assert.ok((await readMountTable()).some((mount) => mount.mountPoint === tmpfs && mount.fsType === 'tmpfs'));
+    } finally {
+      await run('umount', [tmpfs]);
+    }
+  });
+
+  test('a FUSE mount whose connection a process holds without serving it is refused, without waiting on it', async () => {
+    const mountPoint = join(work, 'held');
+    const fd = await openFuseMount(mountPoint);
+    try {
+      const over = await mountArchive({ archive, mountPoint });
+      await assert.rejects(over.start(), { code: 'MOUNT_FAILED', message: /its FUSE server does not answer/ });
+      await over.unmount();
+      assert.ok(await isMountPoint(mountPoint));
+    } finally {
+      closeSync(fd);
+      await forceUnmount(mountPoint);
+    }
+    assert.deepEqual(await fuseMountsUnder(join(work, 'held')), []);
   });
 
   test('a damaged archive fails before anything is mounted', async () => {

@@ -52,8 +52,38 @@ export async function readMountTable(): Promise<MountEntry[]> {
 }
 
 export async function isMountPoint(path: string): Promise<boolean> {
+  return (await mountAt(path)) !== undefined;
+}
+
+/** The mount on top at `path`, if `path` is a mount point. */
+export async function mountAt(path: string): Promise<MountEntry | undefined> {
   const target = resolve(path);
-  return (await readMountTable()).some((mount) => mount.mountPoint === target);
+  return (await readMountTable()).filter((mount) => mount.mountPoint === target).pop();
+}
+
+/**
+ * Whether a FUSE mount's server answers: `answers` (a statfs got a reply, even an error),
+ * `disconnected` (ENOTCONN: its server is gone) or `silent` (no reply within `timeoutMs`: its
+ * connection is held by a process that does not serve it). statfs, because the kernel always asks
+ * the server for it, where a stat may be answered from attributes it still holds. It runs in a
+ * child process, killed at the deadline, so that this process never waits on the mount.
+ */
+export function probeFuseMount(path: string, timeoutMs = 2000): Promise<'answers' | 'disconnected' | 'silent'> {
+  return new Promise((resolvePromise) => {
+    const child = spawn('stat', ['-f', '--', resolve(path)], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolvePromise('silent');
+    }, timeoutMs);
+    const settle = (code: number | null): void => {
+      clearTimeout(timer);
+      resolvePromise(code !== 0 && /not connected/i.test(stderr) ? 'disconnected' : 'answers');
+    };
+    child.on('error', () => settle(null));
+    child.on('close', settle);
+  });
 }
 
 /**

@@ -6,7 +6,7 @@ import { ClipError } from '../errors.js';
 import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.js';
 import type { ByteSource } from '../source/byte-source.js';
 import { encodeFuseTable } from './fuse-table.js';
-import { forceUnmount, isMountPoint } from './mount-table.js';
+import { forceUnmount, mountAt, probeFuseMount } from './mount-table.js';
 import { clipFuse, type FuseCounters, type FuseSession, type ReadRequest } from './native-fuse.js';
 import { serveCachesNatively, type NativeCaches } from './native-reads.js';
 import { readHandler } from './read-handler.js';
@@ -182,8 +182,23 @@ export async function openFuseMount(mountPoint: string, allowOther = process.get
   }
 }
 
+/**
+ * Makes `mountPoint` a directory to mount on. A FUSE mount there whose server is gone (a killed
+ * process left it: everything in it fails with ENOTCONN) is cleared; any other mount is refused,
+ * and left as it is: a live mount belongs to a process that serves it.
+ */
 async function prepareMountPoint(mountPoint: string): Promise<void> {
-  if (await isMountPoint(mountPoint)) await forceUnmount(mountPoint);
+  const existing = await mountAt(mountPoint);
+  if (existing !== undefined) {
+    const fuse = existing.fsType === 'fuse' || existing.fsType.startsWith('fuse.');
+    const state = fuse ? await probeFuseMount(mountPoint) : undefined;
+    if (state !== 'disconnected') {
+      const why =
+        state === 'answers' ? 'a FUSE server answers there' : state === 'silent' ? 'its FUSE server does not answer (a process holds the connection)' : 'clip mounts only over a FUSE mount whose server is gone';
+      throw new ClipError('MOUNT_FAILED', `mount point ${mountPoint} is already a mount (${existing.fsType}): ${why}; unmount it first`);
+    }
+    await forceUnmount(mountPoint);
+  }
   const stats = await stat(mountPoint).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw new ClipError('MOUNT_FAILED', `mount point ${mountPoint} is unusable: ${err.message}`);
