@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "clip_zlib",
-      "sources": ["clip_zlib.c"],
+      "sources": ["clip_zlib.c", "clip_crc32.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "clip_crc32.h"
+
 /* What zlib allocates per stream (state and 32 KiB window), reported to V8's GC. */
 #define EXTERNAL_BYTES (48 * 1024)
 
@@ -203,6 +205,24 @@ static napi_value close_stream(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* crc32(data: Uint8Array, value: number): the gzip CRC-32 of data, continuing from value. */
+static napi_value crc32_of(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  unsigned char* data;
+  size_t length;
+  uint32_t value;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "clip_zlib: crc32 expects (data, value)");
+    return NULL;
+  }
+  if (!bytes_of(env, argv[0], &data, &length) || !uint_of(env, argv[1], &value)) return NULL;
+  napi_value out;
+  CHECK(env, napi_create_uint32(env, clip_crc32(value, data, length), &out));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"reset", NULL, reset, NULL, NULL, NULL, napi_default_method, NULL},
@@ -218,6 +238,9 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(env, napi_set_named_property(env, exports, "RawInflate", cls));
   CHECK(env, napi_create_string_utf8(env, zlibVersion(), NAPI_AUTO_LENGTH, &version));
   CHECK(env, napi_set_named_property(env, exports, "zlibVersion", version));
+  napi_value crc;
+  CHECK(env, napi_create_function(env, "crc32", NAPI_AUTO_LENGTH, crc32_of, NULL, &crc));
+  CHECK(env, napi_set_named_property(env, exports, "crc32", crc));
   return exports;
 }
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { deflateRawSync } from 'node:zlib';
-import { createRawInflater, inflateBackend } from '../src/clipcore/compression/raw-inflate.js';
+import { crc32 as zlibCrc32, deflateRawSync } from 'node:zlib';
+import { crc32, createRawInflater, inflateBackend } from '../src/clipcore/compression/raw-inflate.js';
 import { mixedData } from './helpers/compression-data.js';
 
 describe('raw inflate backends', () => {
@@ -38,6 +38,22 @@ describe('raw inflate backends', () => {
     assert.equal(inPos, deflated.length, 'the stream ends exactly at the last deflate byte');
     assert.ok(Buffer.from(out).equals(data));
     assert.ok(boundaries > 3, `only ${boundaries} block boundaries in 3 MiB`);
+  });
+
+  test('the gzip CRC-32 (folded with PCLMULQDQ in the addon) is zlib\'s for every length, alignment and running value', () => {
+    const data = mixedData(1024 * 1024 + 77, 11);
+    const lengths = [1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 4096, 65_536 + 3, data.length - 40];
+    for (const length of lengths) {
+      for (const offset of [0, 1, 7, 33]) {
+        const view = data.subarray(offset, offset + length);
+        for (const value of [0, 0xffffffff, 0x12345678]) assert.equal(crc32(view, value), zlibCrc32(view, value), `${length} bytes at ${offset}, from ${value}`);
+      }
+    }
+    // In pieces, as the decoder feeds it.
+    let running = 0;
+    for (let at = 0; at < data.length; at += 4099) running = crc32(data.subarray(at, at + 4099), running);
+    assert.equal(running, zlibCrc32(data));
+    if (inflateBackend().backend === 'zlib') assert.notEqual(crc32, zlibCrc32, 'the addon computes it');
   });
 
   test('bad calls throw instead of crashing the process', () => {

@@ -12,6 +12,7 @@ import {
   DEFAULT_BLOCK_BYTES,
   dataOffsetFor,
   blockDigestsOffThread,
+  digestAddonLoaded,
   encodeEntryHeader,
   headerProbeBytes,
   MAX_ENTRY_CONTENT,
@@ -124,6 +125,7 @@ export class DiskCache implements ContentCache {
     if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= 0) {
       throw new ClipError('INVALID_ARGUMENT', `disk cache size must be a positive number of bytes, got ${options.maxBytes}`);
     }
+    digestAddonLoaded();
     const cache = new DiskCache(options.maxBytes, options);
     try {
       await mkdir(cache.entriesDir, { recursive: true });

@@ -1,4 +1,5 @@
 import { createHash, hash } from 'node:crypto';
+import { ClipError } from '../errors.js';
 import { loadAddon } from '../native-addon.js';
 
 /**
@@ -47,21 +48,34 @@ export function dataOffsetFor(length: number, blockBytes: number): number {
   return Math.ceil(headerBytes / ALIGN) * ALIGN;
 }
 
-interface DigestAddon {
+export interface DigestAddon {
   blockDigests(data: Uint8Array, blockBytes: number): Buffer;
   blockDigestsAsync(data: Uint8Array, blockBytes: number): Promise<Buffer>;
 }
 
-/** native/clip_digest.c, loaded on first use (throws if it is not built). */
 let digestAddon: DigestAddon | undefined;
-const digests = (): DigestAddon => (digestAddon ??= loadAddon('clip_digest') as DigestAddon);
+
+/**
+ * native/clip_digest.c, loaded on first use. A disk cache loads it when it opens
+ * (DiskCache.open), so that a build without it fails there, not at each read that stores a span.
+ */
+export function digestAddonLoaded(): DigestAddon {
+  if (digestAddon === undefined) {
+    try {
+      digestAddon = loadAddon('clip_digest') as DigestAddon;
+    } catch (err) {
+      throw new ClipError('IO', `the block digest addon is missing (npm run build builds it): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+  return digestAddon;
+}
 
 /**
  * The sha256 of each `blockBytes` block of `content`, one after another (the entry header's block
  * digests), in one native call: a call per 4 KiB block from JavaScript costs a fifth more.
  */
 export function blockDigestsOf(content: Uint8Array, blockBytes = DEFAULT_BLOCK_BYTES): Buffer {
-  return digests().blockDigests(content, blockBytes);
+  return digestAddonLoaded().blockDigests(content, blockBytes);
 }
 
 /**
@@ -69,7 +83,7 @@ export function blockDigestsOf(content: Uint8Array, blockBytes = DEFAULT_BLOCK_B
  * transferred to another thread before the promise settles.
  */
 export async function blockDigestsOffThread(content: Uint8Array, blockBytes = DEFAULT_BLOCK_BYTES): Promise<Buffer> {
-  return digests().blockDigestsAsync(content, blockBytes);
+  return digestAddonLoaded().blockDigestsAsync(content, blockBytes);
 }
 
 /**

@@ -4,10 +4,10 @@
  * member (raw deflate state + window + primed bits), and continue across member boundaries.
  * Both the indexer and range reads drive it one step at a time.
  */
-import { constants, crc32 } from 'node:zlib';
+import { constants } from 'node:zlib';
 import { ClipError } from '../errors.js';
 import { GzipHeaderParser } from './gzip-header.js';
-import { createRawInflater } from './raw-inflate.js';
+import { crc32, createRawInflater } from './raw-inflate.js';
 import type { Checkpoint } from './types.js';
 
 const enum Phase {
