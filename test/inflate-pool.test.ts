@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { blockDigestsOf, DEFAULT_BLOCK_BYTES } from '../src/clipcore/cache/disk-entry.js';
 import type { LayerIndex } from '../src/clipcore/compression/index.js';
-import { decodeSpanOffThread, inflatePoolBusy, warmInflatePool, whenInflatePoolIdle } from '../src/clipcore/compression/inflate-pool.js';
+import { decodeSpanOffThread, warmInflatePool } from '../src/clipcore/compression/inflate-pool.js';
 import type { SpanJob, Urgency } from '../src/clipcore/compression/span-job.js';
 import { ClipError } from '../src/clipcore/errors.js';
 import { indexBlob } from './helpers/compression-check.js';
@@ -71,25 +71,4 @@ test('spans decoded on the inflate threads: right bytes and block digests, urgen
   for (const urgent of [true, false]) {
     await assert.rejects(decodeSpanOffThread({ ...damaged, bytes }, { urgent }), (err: unknown) => err instanceof ClipError && err.code === 'DIGEST_MISMATCH');
   }
-});
-
-test('the pool says when it is busy and settles whenInflatePoolIdle once the last queued span is inflated (disk writes wait for it)', async () => {
-  const data = mixedData(8 * MiB, 23);
-  const blob = gzipSync(data, { level: 6 });
-  const { index } = indexBlob('gzip', blob, MiB);
-  warmInflatePool();
-  await whenInflatePoolIdle();
-  assert.equal(inflatePoolBusy(), false);
-  let settled = false;
-  // Read-ahead jobs always go through the queues (an urgent one may run inline while no worker is ready).
-  const decodes = index.spans.map((_, i) => decodeSpanOffThread(jobFor(index, blob, i), { urgent: false }));
-  assert.equal(inflatePoolBusy(), true);
-  const idle = whenInflatePoolIdle().then(() => {
-    settled = true;
-  });
-  const decoded = await Promise.all(decodes);
-  await idle;
-  assert.equal(settled, true);
-  assert.equal(inflatePoolBusy(), false);
-  assert.equal(decoded.length, index.spans.length);
 });

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { inflatePoolBusy, whenInflatePoolIdle } from '../compression/inflate-pool.js';
 import type { Urgency } from '../compression/span-job.js';
 import { ClipError, isClipError } from '../errors.js';
 import type { CacheTier, ClipMetrics, OriginKind } from '../metrics/clip-metrics.js';
@@ -95,12 +94,6 @@ export type MemoryListener = (key: string, data: Buffer | undefined) => void;
 export const DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024;
 /** Disk writes run in the background, two at a time; beyond this many queued bytes, new ones are dropped. */
 const MAX_QUEUED_WRITE_BYTES = 128 * 1024 * 1024;
-/**
- * Disk writes wait while spans are being inflated, until this many bytes queue: hashing and
- * copying a span into the page cache takes the CPU a cold reader's next span needs (a cold `cat`
- * of a mostly-text file took about 7 % less time with its writes deferred, on 2 cores).
- */
-const DEFERRED_WRITE_BYTES = 64 * 1024 * 1024;
 const WRITE_CONCURRENCY = 2;
 
 interface LoadOptions {
@@ -130,7 +123,6 @@ export class SpanCache {
   private queuedWriteBytes = 0;
   private activeWrites = 0;
   private writesDrained: Array<() => void> = [];
-  private waitingForInflate = false;
   private closed = false;
   private readonly slots: FetchSlots;
   private readonly memoryListeners = new Set<MemoryListener>();
@@ -290,7 +282,6 @@ export class SpanCache {
   /** Refuses new disk writes and waits for the queued ones (so a restart finds them on disk). */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.disk !== undefined) this.pumpWrites();
     if (this.activeWrites > 0) await new Promise<void>((resolve) => this.writesDrained.push(resolve));
   }
 
@@ -435,16 +426,6 @@ export class SpanCache {
 
   private pumpWrites(): void {
     const disk = this.disk as DiskCache;
-    if (!this.closed && this.queuedWriteBytes < DEFERRED_WRITE_BYTES && inflatePoolBusy()) {
-      if (!this.waitingForInflate) {
-        this.waitingForInflate = true;
-        void whenInflatePoolIdle().then(() => {
-          this.waitingForInflate = false;
-          this.pumpWrites();
-        });
-      }
-      return;
-    }
     while (this.activeWrites < WRITE_CONCURRENCY && this.writeQueue.length > 0) {
       const { ref, decoded } = this.writeQueue.shift() as { ref: SpanRef; decoded: DecodedSpan };
       this.queuedWriteBytes -= decoded.data.length;

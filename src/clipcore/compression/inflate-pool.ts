@@ -41,20 +41,9 @@ const workers: PoolWorker[] = [];
 const urgentQueue: Queued[] = [];
 const backgroundQueue: Queued[] = [];
 let nextId = 1;
-const idleWaiters: Array<() => void> = [];
 let idleTimer: NodeJS.Timeout | undefined;
 /** Set when a worker cannot start (no worker entry file, no threads): everything runs inline. */
 let unavailable = false;
-
-/** Whether spans wait for the pool's workers or are being inflated by them. */
-export function inflatePoolBusy(): boolean {
-  return urgentQueue.length + backgroundQueue.length > 0 || workers.some((w) => w.jobs.length > 0);
-}
-
-/** Settles once no span waits for the pool's workers or is being inflated by them. */
-export function whenInflatePoolIdle(): Promise<void> {
-  return inflatePoolBusy() ? new Promise((resolve) => idleWaiters.push(resolve)) : Promise.resolve();
-}
 
 /** Starts the pool's workers now, so that they are ready for the first cold read. */
 export function warmInflatePool(): void {
@@ -136,7 +125,6 @@ function dispatch(): void {
       send(entry, next);
     }
   }
-  if (!inflatePoolBusy()) for (const resolve of idleWaiters.splice(0)) resolve();
   clearTimeout(idleTimer);
   if (workers.length > 0 && workers.every((w) => w.jobs.length === 0)) {
     idleTimer = setTimeout(() => {
