@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { ArchiveReader } from '../src/clipcore/index.js';
 import type { BenchContext } from './context.js';
 import { SYNTHETIC_FILES, type CachedLayer } from './images.js';
-import { mountHasDiskCache, startMount } from './mount.js';
+import { freshCacheDirs, mountHasDiskCache, startMount } from './mount.js';
 import { check } from './proc.js';
 import { pairedRatio, samples } from './results.js';
 import { startShellTimer, type ShellTimer } from './shell-timer.js';
@@ -39,14 +39,14 @@ export async function measureColdReads(ctx: BenchContext): Promise<void> {
    * cache goes with the mount, as the pull's copy goes right after it is timed: neither side leaves
    * hundreds of megabytes of dirty pages whose writeback would take the CPU from later rows.
    */
+  const cacheDirs = freshCacheDirs(ctx.workDir, 'cold-cache');
   const onFreshMount = async <T>(clipPath: string, use: () => Promise<T>): Promise<T> => {
-    const cacheDir = join(ctx.workDir, `cold-cache-${mounts++}`);
-    const mount = await startMount(clipPath, mountPoint, diskCache ? ['--cache-dir', cacheDir] : []);
+    const mount = await startMount(clipPath, mountPoint, diskCache ? ['--cache-dir', cacheDirs.next()] : []);
     try {
       return await use();
     } finally {
       await mount.stop();
-      await rm(cacheDir, { recursive: true, force: true });
+      await cacheDirs.removeAll();
     }
   };
   /** `skopeo copy` of a one-layer image through the proxies, then `then` on the copied layer blob; the copy is removed after. */

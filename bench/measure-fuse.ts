@@ -11,7 +11,7 @@
  * 4b. (`fusetree`, measureFuseTree) whole-tree metadata and concurrent cold reads on the
  *     realistic image.
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArchiveReader, SectionKind } from '../src/clipcore/index.js';
@@ -21,7 +21,7 @@ import type { BenchContext } from './context.js';
 import { FLOOR_FILE, startFuseFloor } from './fuse-floor.js';
 import type { ReaderJob, ReaderOutput } from './fuse-reader.js';
 import { localSyntheticFiles, SYNTHETIC_FILES } from './images.js';
-import { mountHasDiskCache, startMount, type ClipMount } from './mount.js';
+import { freshCacheDirs, mountHasDiskCache, startMount, type ClipMount } from './mount.js';
 import { check, exec, sh } from './proc.js';
 import { p50Ratio, pairedRatio, samples, value } from './results.js';
 import { startShellTimer } from './shell-timer.js';
@@ -100,13 +100,8 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
   let mount: ClipMount | undefined;
   // Mount as the node plugin does: with a disk cache when this build has one (a fresh one per mount).
   const diskCache = await mountHasDiskCache();
-  let mounts = 0;
-  const cacheDirs: string[] = [];
-  const mountArgs = (): string[] => {
-    if (!diskCache) return [];
-    cacheDirs.push(join(ctx.workDir, `cache-${mounts++}`));
-    return ['--cache-dir', cacheDirs[cacheDirs.length - 1] as string];
-  };
+  const cacheDirs = freshCacheDirs(ctx.workDir, 'cache');
+  const mountArgs = (): string[] => (diskCache ? ['--cache-dir', cacheDirs.next()] : []);
   results.note('local-disk comparisons read bench/.cache on this machine\'s virtual disk; "page cache dropped" uses posix_fadvise(DONTNEED) (dd iflag=nocache, checked with fincore), and the host below may still cache the file, so local cold reads are a best case for a real disk');
   results.note(`FUSE mounts: \`clip mount\` with ${diskCache ? 'a fresh --cache-dir (disk cache) per mount and default memory cache' : 'its defaults (this build has no disk cache)'}`);
   try {
@@ -322,8 +317,7 @@ export async function measureFuse(ctx: BenchContext): Promise<void> {
     });
   } finally {
     await mount?.stop();
-    // What the mounts wrote is still dirty: its writeback would take the CPU from the next rows.
-    for (const dir of cacheDirs) await rm(dir, { recursive: true, force: true });
+    await cacheDirs.removeAll();
   }
   if (undropped.size > 0) results.note(`the page cache could not be dropped for ${[...undropped].join(', ')}: their "page cache dropped" figures are too good`);
 }
@@ -360,12 +354,8 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
   const { options, results } = ctx;
   const local = await unpackLocally(ctx);
   const mountPoint = join(ctx.workDir, 'mnt-tree');
-  let mounts = 0;
-  const cacheDirs: string[] = [];
-  const freshMount = (): Promise<ClipMount> => {
-    cacheDirs.push(join(ctx.workDir, `tree-cache-${mounts++}`));
-    return startMount(ctx.debian.clipPath, mountPoint, ['--cache-dir', cacheDirs[cacheDirs.length - 1] as string]);
-  };
+  const cacheDirs = freshCacheDirs(ctx.workDir, 'tree-cache');
+  const freshMount = (): Promise<ClipMount> => startMount(ctx.debian.clipPath, mountPoint, ['--cache-dir', cacheDirs.next()]);
   const shell = startShellTimer();
   let mount: ClipMount | undefined;
   try {
@@ -469,6 +459,6 @@ export async function measureFuseTree(ctx: BenchContext): Promise<void> {
   } finally {
     await mount?.stop();
     await shell.close();
-    for (const dir of cacheDirs) await rm(dir, { recursive: true, force: true });
+    await cacheDirs.removeAll();
   }
 }

@@ -1,6 +1,7 @@
 /** `clip mount` in a child process: the bench never serves a FUSE mount itself. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { CLIP_BIN, exec, waitExit } from './proc.js';
 
@@ -54,4 +55,22 @@ export async function residentBytes(pid: number): Promise<number> {
 export async function mountHasDiskCache(): Promise<boolean> {
   const help = await exec(CLIP_BIN, ['mount', '--help']).catch(() => undefined);
   return help?.stdout.includes('--cache-dir') ?? false;
+}
+
+/**
+ * Fresh --cache-dir paths under `dir` (`<prefix>-0`, `<prefix>-1`, …), and their removal once a
+ * section is done: what the mounts wrote is still dirty, and its writeback would take the CPU
+ * from the next rows.
+ */
+export function freshCacheDirs(dir: string, prefix: string): { next(): string; removeAll(): Promise<void> } {
+  const made: string[] = [];
+  return {
+    next: () => {
+      made.push(join(dir, `${prefix}-${made.length}`));
+      return made[made.length - 1] as string;
+    },
+    removeAll: async () => {
+      for (const path of made.splice(0)) await rm(path, { recursive: true, force: true });
+    },
+  };
 }

@@ -48,7 +48,7 @@ export function dataOffsetFor(length: number, blockBytes: number): number {
   return Math.ceil(headerBytes / ALIGN) * ALIGN;
 }
 
-export interface DigestAddon {
+interface DigestAddon {
   blockDigests(data: Uint8Array, blockBytes: number): Buffer;
   blockDigestsAsync(data: Uint8Array, blockBytes: number): Promise<Buffer>;
 }

@@ -92,8 +92,7 @@ export function probeFuseMount(path: string, timeoutMs = 2000): Promise<'answers
  * the mount table for changes. Returns a function that stops watching.
  */
 export async function watchMount(path: string, onGone: () => void, intervalMs = 1000): Promise<() => void> {
-  const target = resolve(path);
-  const mine = (await readMountTable()).filter((mount) => mount.mountPoint === target).pop();
+  const mine = await mountAt(path);
   let watching = true;
   const stop = (): void => {
     watching = false;
