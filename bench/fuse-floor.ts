@@ -1,9 +1,10 @@
 /**
- * The FUSE floor (bench/fuse-floor.c): a minimal libfuse3 server answering reads of one file from
- * memory, built on first use into bench/.cache, run in a child process like `clip mount`.
+ * The FUSE floor (bench/fuse-floor.c): a minimal libfuse3 server answering from memory (one file,
+ * or a local tree's metadata), built on first use into bench/.cache, run in a child process like
+ * `clip mount`.
  */
 import { spawn } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { forceUnmount } from '../src/clipcore/fuse/mount-table.js';
 import { CACHE_DIR, REPO_ROOT } from './paths.js';
@@ -22,9 +23,10 @@ async function build(): Promise<string> {
   return BINARY;
 }
 
-/** Serves `file` at `mountPoint`/file until stop(). */
-export async function startFuseFloor(file: string, mountPoint: string): Promise<{ stop(): Promise<void> }> {
-  const child = spawn(await build(), [file, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Serves a file (as `mountPoint`/file) or a directory's tree at `mountPoint` until stop(). */
+export async function startFuseFloor(source: string, mountPoint: string): Promise<{ stop(): Promise<void> }> {
+  await mkdir(mountPoint, { recursive: true });
+  const child = spawn(await build(), [source, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
   const stop = async (): Promise<void> => {
     child.kill('SIGTERM');
     await waitExit(child, 10_000);

@@ -16,7 +16,8 @@ import type { BenchContext, PushedBenchImage } from './context.js';
 import { startMount, type ClipMount } from './mount.js';
 import { check } from './proc.js';
 import { PYTHON } from './python-image.js';
-import { paired, pairedRatio, samples } from './results.js';
+import { startFuseFloor } from './fuse-floor.js';
+import { interleaved, paired, pairedRatio, samples } from './results.js';
 import { startShellTimer, type ShellTimer } from './shell-timer.js';
 import { formatBytes, summarize } from './stats.js';
 
@@ -79,18 +80,24 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
   const n = Math.max(9, options.runs * 3);
   const clipRun = (): Promise<number> => shell.time(command(mountPoint));
   const localRun = (): Promise<number> => shell.time(command(local));
+  const floorPoint = join(ctx.workDir, 'mnt-python-floor');
+  const floorRun = (): Promise<number> => shell.time(command(floorPoint));
   let mount: ClipMount | undefined = await startMount(python.clipPath, mountPoint, ['--cache-dir', cacheDir]);
+  let floor: { stop(): Promise<void> } | undefined;
   try {
+    floor = await startFuseFloor(local, floorPoint);
     await proxies.reset();
     const clipSources = await firstRun(mountPoint);
     const filled = await proxies.stats();
     const localSources = await firstRun(local);
+    await firstRun(floorPoint);
     const sources =
       describeSources(clipSources) === describeSources(localSources)
         ? `both sides: ${describeSources(clipSources)}`
         : `clip: ${describeSources(clipSources)}; local: ${describeSources(localSources)} — the sides differ, the figures are suspect`;
     await proxies.reset();
-    const warm = await paired(n, clipRun, localRun);
+    const [warmClip, warmLocal, warmFloor] = (await interleaved(n, [clipRun, localRun, floorRun])) as [number[], number[], number[]];
+    const warm = { clip: warmClip, baseline: warmLocal };
     const warmServed = await proxies.stats();
     const rss = await mount.rss();
     results.add({
@@ -102,8 +109,17 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
       ratio: pairedRatio(warm.clip, warm.baseline),
       note:
         `issue 16's target ≤ 1.2× local; \`chroot <root> ${PYTHON} -B -c '${SCRIPT}'\` (PYTHONDONTWRITEBYTECODE=1); one \`clip mount\` with a fresh --cache-dir, one untimed run on each side first ` +
-        `(it fetched ${formatBytes(filled.bytes)} in ${filled.requests} registry requests), then paired runs in alternating order; registry during the timed runs: ${warmServed.requests} requests; ` +
+        `(it fetched ${formatBytes(filled.bytes)} in ${filled.requests} registry requests), then rounds of clip, local and the FUSE floor (the row below), the order rotated each round; registry during the timed runs: ${warmServed.requests} requests; ` +
         `${sources}; clip mount resident memory after: ${formatBytes(rss)}`,
+    });
+    results.add({
+      id: 'fuse.python-import-floor',
+      section: SECTION,
+      name: `${NAME}, warm, beside the FUSE floor`,
+      clip: seconds(warm.clip),
+      comparison: { label: 'the local tree served by a minimal libfuse3 server in C (bench/fuse-floor.c): the FUSE floor', figure: seconds(warmFloor) },
+      ratio: pairedRatio(warm.clip, warmFloor),
+      note: `the clip runs of the row above, each beside the floor run of its round: the floor answers the same OPEN, IOCTL and RELEASE requests from memory with libfuse's own loop, so its time over local (${pairedRatio(warmFloor, warm.baseline).text}) is what any FUSE server pays here`,
     });
 
     // A fresh `clip mount` process before each clip run, on the --cache-dir the first one filled.
@@ -132,5 +148,6 @@ async function measure(ctx: BenchContext, python: PushedBenchImage, local: strin
     });
   } finally {
     await mount?.stop();
+    await floor?.stop();
   }
 }

@@ -74,14 +74,17 @@ export function formatFigure(figure: Figure): string {
 
 /** Runs clip and baseline alternately (which goes first alternates), `runs` times. */
 export async function paired(runs: number, clip: () => Promise<number>, baseline: () => Promise<number>): Promise<{ clip: number[]; baseline: number[] }> {
-  const out = { clip: [] as number[], baseline: [] as number[] };
+  const [clipTimes, baselineTimes] = await interleaved(runs, [clip, baseline]);
+  return { clip: clipTimes as number[], baseline: baselineTimes as number[] };
+}
+
+/** `runs` rounds of every one of `sides`, the order rotated by one each round; the times of each side. */
+export async function interleaved(runs: number, sides: ReadonlyArray<() => Promise<number>>): Promise<number[][]> {
+  const out = sides.map(() => [] as number[]);
   for (let run = 0; run < runs; run++) {
-    if (run % 2 === 0) {
-      out.clip.push(await clip());
-      out.baseline.push(await baseline());
-    } else {
-      out.baseline.push(await baseline());
-      out.clip.push(await clip());
+    for (let k = 0; k < sides.length; k++) {
+      const side = (run + k) % sides.length;
+      (out[side] as number[]).push(await (sides[side] as () => Promise<number>)());
     }
   }
   return out;

@@ -1376,6 +1376,11 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&s->lock);
   CHECK(env, napi_create_uint32(env, pending, &value));
   CHECK(env, napi_set_named_property(env, result, "pendingReads", value));
+  /* The loop's polling after answers (clip_fuse_loop.c, spin_for_request). */
+  CHECK(env, napi_create_double(env, (double)__atomic_load_n(&s->loop.spins, __ATOMIC_RELAXED), &value));
+  CHECK(env, napi_set_named_property(env, result, "spins", value));
+  CHECK(env, napi_create_double(env, (double)__atomic_load_n(&s->loop.spins_found, __ATOMIC_RELAXED), &value));
+  CHECK(env, napi_set_named_property(env, result, "spinsFound", value));
   return result;
 }
 

@@ -18,6 +18,9 @@
 #define MAX_THREADS 16
 /* How long a thread that answered a request polls for the next one (spin_for_request). */
 #define SPIN_MICROS 50
+/* Spin only while this share (of 1024) of recent spins found a request; else one answer in SPIN_PROBE_EVERY. */
+#define SPIN_PAYS_PER_1024 768u
+#define SPIN_PROBE_EVERY 8u
 /* libfuse's own buffer size: the kernel refuses reads into a buffer smaller than max_write + header. */
 #define BUFFER_BYTES ((256u << 12) + 4096u)
 /* Not in Debian bookworm's linux/fuse.h (7.38); the kernel's uapi header of 6.9 (7.40). */
@@ -36,6 +39,7 @@ int clip_loop_init(ClipLoop* loop, struct fuse_session* se, void (*on_end)(void*
   loop->fd = fuse_session_fd(se);
   loop->on_end = on_end;
   loop->context = context;
+  loop->spin_hit_rate = 1024; /* spin from the start: most clients begin with a run of requests */
   loop->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (loop->stop_fd < 0) return errno;
   /* Non-blocking: another process reading the same connection may take the request poll() saw. */
@@ -127,8 +131,13 @@ static int64_t elapsed_micros(const struct timespec* since) {
 /*
  * After answering a request, a thread polls the descriptor for SPIN_MICROS before it sleeps, one
  * thread in the process at a time: a client that asks one thing after another (find, a 4 KiB
- * random reader, an interpreter opening its modules) then finds a thread running, and the kernel
- * need not wake one on another CPU, which on a virtual machine costs more than answering (docs/fuse.md).
+ * random reader) then finds a thread running, and the kernel need not wake one on another CPU,
+ * which on a virtual machine costs more than answering (docs/fuse.md).
+ * Only while it pays: a spin that finds nothing burns a CPU the client may need for its own work
+ * between requests (an interpreter importing modules found nothing in half of its spins and ran
+ * slower than with none; docs/fuse.md), so a loop spins only while at least SPIN_PAYS_PER_1024 of
+ * its recent spins found a request; otherwise one answer in SPIN_PROBE_EVERY still spins, to notice
+ * when a quick client comes back.
  * Not after a read handed to JavaScript: that client waits for a fetch, not for us. The epoll set
  * stays armed, so a thread asleep still takes any request the poller does not get to first.
  * Returns the request's length, or 0 when none came (or the loop is stopping).
@@ -136,6 +145,12 @@ static int64_t elapsed_micros(const struct timespec* since) {
 static ssize_t spin_for_request(ClipLoop* loop, unsigned char* buf) {
   int expected = 0;
   if (!__atomic_compare_exchange_n(&spinning, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 0;
+  /* The loop's spin state is only touched by the one spinning thread. */
+  if (loop->spin_hit_rate < SPIN_PAYS_PER_1024 && ++loop->answers_unspun < SPIN_PROBE_EVERY) {
+    __atomic_store_n(&spinning, 0, __ATOMIC_RELEASE);
+    return 0;
+  }
+  loop->answers_unspun = 0;
   struct timespec started;
   clock_gettime(CLOCK_MONOTONIC, &started);
   ssize_t n = 0;
@@ -145,6 +160,11 @@ static ssize_t spin_for_request(ClipLoop* loop, unsigned char* buf) {
     n = 0;
     if ((errno != EAGAIN && errno != ENOENT && errno != EINTR) || elapsed_micros(&started) > SPIN_MICROS) break;
   }
+  /* A moving average over about the last eight spins. */
+  unsigned found = n > 0 ? 1024u : 0u;
+  loop->spin_hit_rate = loop->spin_hit_rate - loop->spin_hit_rate / 8 + found / 8;
+  __atomic_add_fetch(&loop->spins, 1, __ATOMIC_RELAXED);
+  if (n > 0) __atomic_add_fetch(&loop->spins_found, 1, __ATOMIC_RELAXED);
   __atomic_store_n(&spinning, 0, __ATOMIC_RELEASE);
   return n;
 }

@@ -28,6 +28,9 @@ typedef struct {
   int stopping;
   unsigned char init[CLIP_INIT_MAX]; /* the connection's INIT request, as the kernel sent it */
   size_t init_len;
+  unsigned spin_hit_rate;         /* of this loop's recent spins, the share (of 1024) that found a request */
+  unsigned answers_unspun;        /* answers since the last spin while spinning does not pay */
+  uint64_t spins, spins_found;    /* spins made, and those that found a request (counters) */
   void (*on_end)(void* context); /* called once, by the last thread to end */
   void* context;
 } ClipLoop;

@@ -106,6 +106,26 @@ describe('native FUSE front end', () => {
     });
   });
 
+  test('a client that pauses between requests is not polled for after each answer', async () => {
+    await mounted(archive, 'mnt-spin', async (mountPoint, handle) => {
+      const before = handle.counters();
+      assert.ok(before);
+      // Each open is an OPEN and a RELEASE; 5 ms later the next: a poll of 50 µs after an answer finds nothing.
+      const opens = 160;
+      const client = `import os, sys, time\nfor _ in range(${opens}):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n    time.sleep(0.005)`;
+      const result = await run('python3', ['-c', client, join(mountPoint, 'dir/file-3')]);
+      assert.equal(result.code, 0, result.stderr);
+      const after = handle.counters();
+      assert.ok(after);
+      assert.equal(after.open - before.open, opens);
+      const spins = after.spins - before.spins;
+      const answers = 2 * opens;
+      // The loop stops polling once its polls come up empty, but still polls after one answer in eight.
+      assert.ok(spins <= answers / 4, `${spins} polls after ${answers} answers`);
+      assert.ok(spins >= answers / 8 - 2, `${spins} polls after ${answers} answers: the loop no longer probes`);
+    });
+  });
+
   test('extended attributes are listed and read; missing ones are ENODATA', async () => {
     await mounted(archive, 'mnt-xattr', async (mountPoint) => {
       const dump = await run('getfattr', ['-d', '-m', '-', join(mountPoint, 'tagged')]);

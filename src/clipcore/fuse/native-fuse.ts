@@ -25,6 +25,9 @@ export interface FuseCounters {
   readonly readsUnlogged: number;
   /** Reads handed to JavaScript and not answered yet (a gauge, not a count). */
   readonly pendingReads: number;
+  /** Times a loop thread polled for the next request after answering one, and how many of those found one. */
+  readonly spins: number;
+  readonly spinsFound: number;
 }
 
 /**
