@@ -128,6 +128,49 @@ describe('native reads from the caches', () => {
     }
   });
 
+  test('disk cache entries this mount writes are read natively at once', async () => {
+    const mountPoint = join(work, 'mnt-written');
+    const cacheDir = join(work, 'cache-written');
+    const handle = await mountArchive({ archive, mountPoint, cacheDir, memoryCacheBytes: 1, readAheadSpans: 0 });
+    await handle.start();
+    try {
+      assert.equal(await readAll(mountPoint), expected); // from the archive, through JavaScript; each span written to the disk cache
+      await pollUntil('every span in the disk cache', async () => (await run('find', [cacheDir, '-path', '*/entries/*', '-type', 'f'])).stdout.split('\n').filter((line) => line !== '').length, (n) => n === SPANS);
+      const before = counters(handle);
+      assert.equal(await readAll(mountPoint), expected);
+      const after = counters(handle);
+      assert.equal(after.readToJs, before.readToJs, 'the entries were published as they were written: no header to check in JavaScript');
+      assert.ok(after.readFromDisk > before.readFromDisk);
+    } finally {
+      await handle.unmount();
+    }
+  });
+
+  test('read-ahead of spans on disk publishes their entries rather than copying them into memory', async () => {
+    const cacheDir = join(work, 'cache-ahead');
+    const fill = await mountArchive({ archive, mountPoint: join(work, 'mnt-fill'), cacheDir, memoryCacheBytes: 1, readAheadSpans: 0 });
+    await fill.start();
+    try {
+      assert.equal(await readAll(fill.mountPoint), expected);
+      await pollUntil('every span in the disk cache', async () => (await run('find', [cacheDir, '-path', '*/entries/*', '-type', 'f'])).stdout.split('\n').filter((line) => line !== '').length, (n) => n === SPANS);
+    } finally {
+      await fill.unmount();
+    }
+    // A new mount knows no entry yet; a sequential reader's read-ahead finds them all on disk. A
+    // memory tier of 4 spans: copying spans ahead into it would evict those the reader is about to reach.
+    const handle = await mountArchive({ archive, mountPoint: join(work, 'mnt-ahead'), cacheDir, memoryCacheBytes: 4 * 256 * 1024 });
+    await handle.start();
+    try {
+      assert.equal(await readAll(handle.mountPoint), expected);
+      const after = counters(handle);
+      assert.equal(after.readFromMemory, 0, 'no span was copied into memory to be read from there');
+      assert.ok(after.readFromDisk > 0);
+      assert.ok(after.readToJs < SPANS, `${after.readToJs} of the file's reads went to JavaScript`);
+    } finally {
+      await handle.unmount();
+    }
+  });
+
   test('disk cache entries read only natively are counted and stay recent in the LRU', async () => {
     const mountPoint = join(work, 'mnt-disk');
     const cacheDir = join(work, 'cache');

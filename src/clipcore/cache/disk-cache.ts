@@ -164,13 +164,6 @@ export class DiskCache implements ContentCache {
   }
 
   /**
-   * Bytes [offset, offset + length) of the entry stored under `hash`, checked against the entry's
-   * block digests; undefined when absent or when the entry fails a check (it is then deleted).
-   * `entryLength`, the entry's content length when the caller knows it (a span's length), lets a
-   * read whose header is not known yet fetch the header and the blocks it needs at once rather
-   * than one after the other.
-   */
-  /**
    * Tells `listener` of each entry whose header this cache has just read and checked (the span
    * key, the entry file, its header): the native FUSE server then reads that entry itself,
    * checking the same block digests. Returns a function that stops the calls.
@@ -180,11 +173,31 @@ export class DiskCache implements ContentCache {
     return () => this.entryListeners.delete(listener);
   }
 
+  /** Whether something reads entries itself once told of them (watchEntries): a FUSE server. */
+  get hasEntryWatchers(): boolean {
+    return this.entryListeners.size > 0;
+  }
+
+  /**
+   * Reads and checks the header of the entry stored under `hash`, so that the watchers of
+   * entries (the FUSE server) read it themselves from now on; false when it is absent or damaged.
+   */
+  async announce(hash: string, entryLength?: number): Promise<boolean> {
+    return (await this.getContent(hash, 0, 0, entryLength)) !== undefined;
+  }
+
   /** The entry stored under `hash` was read elsewhere (natively): it is recent in the LRU order. */
   noteUse(hash: string): void {
     this.recordUse(fileKey(hash));
   }
 
+  /**
+   * Bytes [offset, offset + length) of the entry stored under `hash`, checked against the entry's
+   * block digests; undefined when absent or when the entry fails a check (it is then deleted).
+   * `entryLength`, the entry's content length when the caller knows it (a span's length), lets a
+   * read whose header is not known yet fetch the header and the blocks it needs at once rather
+   * than one after the other.
+   */
   async getContent(hash: string, offset: number, length: number, entryLength?: number): Promise<Buffer | undefined> {
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0)) return undefined;
     const key = fileKey(hash);
@@ -238,11 +251,16 @@ export class DiskCache implements ContentCache {
       await this.drop(key, path, fd, part);
       return undefined;
     }
+    this.remember(hash, key, path, header);
+    this.recordUse(key);
+    return part;
+  }
+
+  /** Keeps a checked header and tells the watchers of entries. */
+  private remember(hash: string, key: string, path: string, header: EntryHeader): void {
     if (this.headers.size >= HEADER_CACHE_LIMIT) this.headers.clear();
     this.headers.set(key, header);
     for (const listener of this.entryListeners) listener(hash, path, header);
-    this.recordUse(key);
-    return part;
   }
 
   /**
@@ -287,6 +305,12 @@ export class DiskCache implements ContentCache {
       await mkdir(dirname(path), { recursive: true });
       await rename(temp, path);
       this.metrics?.diskWritten(size);
+      // Its header is the one just written: the FUSE server may read the entry at once, so that a
+      // span evicted from memory is served from here without JavaScript.
+      if (this.entryListeners.size > 0) {
+        const written = parseEntryHeader(header, sha256(key));
+        if (typeof written === 'object' && !('need' in written)) this.remember(hash, key, path, written);
+      }
       return true;
     } catch (err) {
       await handle.close().catch(() => undefined);

@@ -198,7 +198,12 @@ export class SpanCache {
       const disk = this.disk;
       const onDisk = await Promise.all(refs.map((ref) => disk.has(ref.key).catch(() => false)));
       missing = refs.filter((_, i) => !onDisk[i]);
-      for (const ref of refs.filter((_, i) => onDisk[i])) this.startReadAhead(ref, { onDemand: false, skipDisk: false, keepInMemory: true });
+      for (const ref of refs.filter((_, i) => onDisk[i])) {
+        // A FUSE server reading entries itself needs only the header checked: copying the span into
+        // memory would evict spans the reader has yet to reach (the memory tier is an LRU).
+        if (disk.hasEntryWatchers) void disk.announce(ref.key, ref.length);
+        else this.startReadAhead(ref, { onDemand: false, skipDisk: false, keepInMemory: true });
+      }
       // A reader may have started some of them meanwhile.
       missing = missing.filter((ref) => !this.isLoading(ref));
     }
