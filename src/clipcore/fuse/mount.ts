@@ -6,7 +6,6 @@ import { ClipError } from '../errors.js';
 import { ArchiveReader, type OpenArchiveOptions } from '../read/archive-reader.js';
 import type { ByteSource } from '../source/byte-source.js';
 import { encodeFuseTable } from './fuse-table.js';
-import { setKernelReadAhead } from './kernel-read-ahead.js';
 import { forceUnmount, mountAt, probeFuseMount } from './mount-table.js';
 import { clipFuse, type FuseCounters, type FuseSession, type ReadRequest } from './native-fuse.js';
 import { serveCachesNatively, type NativeCaches } from './native-reads.js';
@@ -133,7 +132,6 @@ export async function mountArchive(options: MountArchiveOptions): Promise<MountH
         }
         await delay(2);
       }
-      await setKernelReadAhead(mountPoint);
     },
     async unmount() {
       if (state === 'closed') return;
